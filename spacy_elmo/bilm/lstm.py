@@ -1,0 +1,215 @@
+"""LSTM layers with a projected, clipped hidden state, and ELMo's bidirectional stack.
+
+One layer follows TF 1.x ``LSTMCell(num_units=C, num_proj=P, cell_clip, proj_clip)``
+with gates in TF order (input i, candidate j, forget f, output o) and a
+forget-gate bias of +1.0 added at compute time, so the stored bias stays the
+file's value bit for bit.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .options import ElmoOptions
+
+State = tuple[torch.Tensor, torch.Tensor]
+"""``(h, c)``: hidden ``(rows, P)`` and cell ``(rows, C)``."""
+
+
+class ProjectedLstmLayer(nn.Module):
+    """One direction of one layer.
+
+    Weights in TF layout: ``input_weight (in, 4C)``, ``hidden_weight (P, 4C)``,
+    ``bias (4C)`` (without the forget offset), ``projection_weight (C, P)``.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        cell_dim: int,
+        projection_dim: int,
+        cell_clip: float | None,
+        proj_clip: float | None,
+    ) -> None:
+        super().__init__()
+        self.cell_dim = cell_dim
+        self.projection_dim = projection_dim
+        self.cell_clip = cell_clip
+        self.proj_clip = proj_clip
+        self.input_weight = nn.Parameter(torch.empty(input_dim, 4 * cell_dim))
+        self.hidden_weight = nn.Parameter(torch.empty(projection_dim, 4 * cell_dim))
+        self.bias = nn.Parameter(torch.zeros(4 * cell_dim))
+        self.projection_weight = nn.Parameter(torch.empty(cell_dim, projection_dim))
+        forget_offset = torch.zeros(4 * cell_dim)
+        forget_offset[2 * cell_dim : 3 * cell_dim] = 1.0
+        self.register_buffer("forget_offset", forget_offset, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """TF's glorot-uniform on the fused ``[x; h] @ W_0`` kernel and on ``W_P``."""
+        fan_in = self.input_weight.shape[0] + self.hidden_weight.shape[0]
+        bound = (6.0 / (fan_in + 4 * self.cell_dim)) ** 0.5
+        proj_bound = (6.0 / (self.cell_dim + self.projection_dim)) ** 0.5
+        with torch.no_grad():
+            nn.init.uniform_(self.input_weight, -bound, bound)
+            nn.init.uniform_(self.hidden_weight, -bound, bound)
+            nn.init.uniform_(self.projection_weight, -proj_bound, proj_bound)
+            self.bias.zero_()
+
+    def forward(self, inputs: torch.Tensor, lengths: list[int], initial: State) -> tuple[torch.Tensor, State]:
+        """Run over rows sorted by length, longest first.
+
+        Args:
+            inputs: ``(B, T, in)``; positions at or past a row's length are ignored.
+            lengths: ``B`` non-increasing lengths.
+            initial: ``(h (B, P), c (B, C))``.
+
+        Returns:
+            outputs ``(B, T, P)``, zero past each row's length, and each row's
+            final state after its own last valid step.
+        """
+        batch, steps, _ = inputs.shape
+        gates_from_input = torch.matmul(inputs, self.input_weight) + (self.bias + self.forget_offset)
+        outputs = inputs.new_zeros(steps, batch, self.projection_dim)
+        h, c = initial
+        final_h: list[torch.Tensor] = []
+        final_c: list[torch.Tensor] = []
+        active = batch
+        C = self.cell_dim
+        for t in range(steps):
+            still = active
+            while still > 0 and lengths[still - 1] <= t:
+                still -= 1
+            if still < active:
+                # Rows [still, active) have ended: their state is final.
+                final_h.append(h[still:active])
+                final_c.append(c[still:active])
+                h, c, active = h[:still], c[:still], still
+            if active == 0:
+                break
+            gates = torch.addmm(gates_from_input[:active, t], h, self.hidden_weight)
+            i = torch.sigmoid(gates[:, :C])
+            j = torch.tanh(gates[:, C : 2 * C])
+            f = torch.sigmoid(gates[:, 2 * C : 3 * C])
+            o = torch.sigmoid(gates[:, 3 * C :])
+            c = f * c + i * j
+            if self.cell_clip is not None:
+                c = torch.clamp(c, -self.cell_clip, self.cell_clip)
+            h = torch.matmul(o * torch.tanh(c), self.projection_weight)
+            if self.proj_clip is not None:
+                h = torch.clamp(h, -self.proj_clip, self.proj_clip)
+            outputs[t, :active] = h
+        final_h.append(h)
+        final_c.append(c)
+        # Pieces were collected from the shortest rows back to the longest.
+        final = (torch.cat(final_h[::-1]), torch.cat(final_c[::-1]))
+        return outputs.transpose(0, 1), final
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's valid prefix of ``x (B, T, D)``; the padding stays put."""
+    steps = x.shape[1]
+    positions = torch.arange(steps, device=x.device).unsqueeze(0)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
+class ElmoLstm(nn.Module):
+    """Forward and backward LSTM stacks with optional residual connections.
+
+    The stacks never mix. With skip connections, layer ``l >= 1`` outputs
+    ``LSTM_l(in_l) + in_l``; the carried hidden state is the pre-residual one.
+    """
+
+    def __init__(self, options: ElmoOptions) -> None:
+        super().__init__()
+        self.n_layers = options.n_layers
+        self.projection_dim = options.projection_dim
+        self.cell_dim = options.lstm_dim
+        self.use_skip_connections = options.use_skip_connections
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList(
+                ProjectedLstmLayer(
+                    options.projection_dim,
+                    options.lstm_dim,
+                    options.projection_dim,
+                    options.cell_clip,
+                    options.proj_clip,
+                )
+                for _ in range(options.n_layers)
+            )
+
+        self.forward_layers = stack()
+        self.backward_layers = stack()
+        # Per (direction, layer): the carried (h, c) of every row seen so far.
+        self._states: list[State] | None = None
+
+    def reset_states(self) -> None:
+        """Forget all carried state: the next call starts every row from zero."""
+        self._states = None
+
+    def _initial_states(self, batch: int, like: torch.Tensor, stateful: bool) -> list[State]:
+        zero_h = like.new_zeros(batch, self.projection_dim)
+        zero_c = like.new_zeros(batch, self.cell_dim)
+        if not stateful or self._states is None:
+            return [(zero_h, zero_c)] * (2 * self.n_layers)
+        initial = []
+        for h, c in self._states:
+            rows = min(batch, h.shape[0])
+            h0, c0 = zero_h.clone(), zero_c.clone()
+            h0[:rows], c0[:rows] = h[:rows].to(like), c[:rows].to(like)
+            initial.append((h0, c0))
+        return initial
+
+    def _store_states(self, finals: list[State], batch: int) -> None:
+        if self._states is None:
+            self._states = [(h.new_zeros(0, h.shape[1]), c.new_zeros(0, c.shape[1])) for h, c in finals]
+        stored = []
+        for (old_h, old_c), (h, c) in zip(self._states, finals):
+            h, c = h.detach(), c.detach()
+            if old_h.shape[0] > batch:
+                h = torch.cat([h, old_h[batch:].to(h)])
+                c = torch.cat([c, old_c[batch:].to(c)])
+            stored.append((h, c))
+        self._states = stored
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, stateful: bool = False) -> list[torch.Tensor]:
+        """Run both directions over ``inputs (B, T, P)`` with valid ``lengths (B,)``.
+
+        Returns one ``(B, T, 2P)`` tensor per layer, forward half first, zero past
+        each row's length. With ``stateful``, row ``r`` starts from the final
+        state row ``r`` had at the end of the previous stateful call.
+        """
+        batch = inputs.shape[0]
+        order = torch.argsort(lengths, descending=True, stable=True)
+        restore = torch.argsort(order)
+        sorted_lengths = lengths[order].tolist()
+        order_dev = order.to(inputs.device)
+        initial = self._initial_states(batch, inputs, stateful)
+        initial = [(h[order_dev], c[order_dev]) for h, c in initial]
+
+        x_forward = inputs[order_dev]
+        x_backward = reverse_padded(x_forward, lengths[order])
+        sorted_len_tensor = lengths[order]
+        finals_forward: list[State] = []
+        finals_backward: list[State] = []
+        layer_outputs: list[torch.Tensor] = []
+        for layer in range(self.n_layers):
+            out_f, final_f = self.forward_layers[layer](x_forward, sorted_lengths, initial[layer])
+            out_b, final_b = self.backward_layers[layer](x_backward, sorted_lengths, initial[self.n_layers + layer])
+            if self.use_skip_connections and layer > 0:
+                out_f = out_f + x_forward
+                out_b = out_b + x_backward
+            finals_forward.append(final_f)
+            finals_backward.append(final_b)
+            both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
+            layer_outputs.append(both[restore.to(inputs.device)])
+            x_forward, x_backward = out_f, out_b
+        if stateful:
+            restore_dev = restore.to(inputs.device)
+            finals = [(h[restore_dev], c[restore_dev]) for h, c in finals_forward + finals_backward]
+            self._store_states(finals, batch)
+        return layer_outputs

@@ -1,0 +1,142 @@
+"""The ELMo biLM: token encoder plus bidirectional LSTM stack, over sentences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
+from .lstm import ElmoLstm
+from .options import ElmoOptions
+from .token_encoder import TokenEncoder
+
+StateMode = Literal["reset", "stateful"]
+STATE_MODES: tuple[str, ...] = ("reset", "stateful")
+
+
+class BiLMOutput(NamedTuple):
+    """``layers``: ``(n_layers + 1, B, N, 2P)``, zero past each sentence's end;
+    ``mask``: ``(B, N)`` bool, true at real tokens."""
+
+    layers: torch.Tensor
+    mask: torch.Tensor
+
+
+def check_state_mode(state: str) -> StateMode:
+    if state not in STATE_MODES:
+        raise ValueError(f"state must be one of {STATE_MODES}, found {state!r}")
+    return state  # type: ignore[return-value]
+
+
+def check_sentences(sentences: object) -> list[Sequence[str]]:
+    """Reject input that is not a list of token lists, naming the bad item."""
+    if isinstance(sentences, str) or not isinstance(sentences, Sequence):
+        raise TypeError(f"sentences must be a list of token lists, found {type(sentences).__name__}")
+    for i, sentence in enumerate(sentences):
+        if isinstance(sentence, str) or not isinstance(sentence, Sequence):
+            raise TypeError(f"sentence {i} must be a list of token strings, found {type(sentence).__name__}")
+        for j, token in enumerate(sentence):
+            if not isinstance(token, str):
+                raise TypeError(f"sentence {i}, token {j} must be a string, found {type(token).__name__}")
+    return list(sentences)
+
+
+class ElmoBiLM(nn.Module):
+    """ELMo's bidirectional language model (without softmax), as in bilm-tf.
+
+    ``state="reset"``: every sentence starts from a zero LSTM state, so its
+    vectors do not depend on the rest of the batch or on earlier calls.
+    ``state="stateful"``: the reference behaviour; batch row ``r`` starts from
+    the final state row ``r`` reached in the previous call (see ``reset_states``).
+    """
+
+    def __init__(self, options: ElmoOptions, state: StateMode = "reset") -> None:
+        super().__init__()
+        self.options = options
+        self.state = check_state_mode(state)
+        self.token_encoder = TokenEncoder(options)
+        self.lstm = ElmoLstm(options)
+        self.register_buffer("bos_ids", torch.from_numpy(BOS_IDS.copy()), persistent=False)
+        self.register_buffer("eos_ids", torch.from_numpy(EOS_IDS.copy()), persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        """``2P``: the width of every output layer."""
+        return self.options.output_dim
+
+    @property
+    def n_output_layers(self) -> int:
+        return self.options.n_output_layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.bos_ids.device
+
+    def reset_states(self) -> None:
+        """Zero the carried LSTM state of stateful mode."""
+        self.lstm.reset_states()
+
+    def embed_tokens(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Context-insensitive embeddings: ``(n, 50)`` char ids to ``(n, P)``."""
+        return self.token_encoder(char_ids)
+
+    def forward(self, char_ids: torch.Tensor) -> BiLMOutput:
+        """Run the biLM over a batch of sentences.
+
+        Args:
+            char_ids: ``(B, N, 50)`` from ``batch_to_char_ids``, without ``<S>``
+                and ``</S>``; all-zero rows are padding tokens.
+
+        Returns:
+            ``BiLMOutput`` with ``layers (n_layers + 1, B, N, 2P)``: layer 0 is
+            the token embedding duplicated to ``2P``, then one layer per LSTM.
+        """
+        batch, n_max, _ = char_ids.shape
+        char_ids = char_ids.to(self.device)
+        mask = (char_ids > 0).any(-1)
+        lengths = mask.sum(1)
+        # Each distinct token is encoded once; <S> and </S> go first.
+        tokens = torch.cat([self.bos_ids[None], self.eos_ids[None], char_ids[mask]])
+        unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
+        embedded = self.token_encoder(unique)[inverse]
+        dim = embedded.shape[1]
+
+        rows = torch.arange(batch, device=self.device)
+        x = embedded.new_zeros(batch, n_max + 2, dim)
+        x[:, 0] = embedded[0]
+        x[rows, lengths + 1] = embedded[1]
+        x[:, 1 : n_max + 1][mask] = embedded[2:]
+
+        lstm_layers = self.lstm(x, lengths + 2, stateful=self.state == "stateful")
+        layers = torch.stack([torch.cat([x, x], dim=-1), *lstm_layers])
+        # Drop <S> and </S>: output position t is model position t + 1.
+        layers = layers[:, :, 1 : n_max + 1] * mask[None, :, :, None]
+        return BiLMOutput(layers, mask)
+
+    def embed_sentences(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[np.ndarray]:
+        """All layers for each sentence: float32 arrays ``(n_layers + 1, n_tokens, 2P)``.
+
+        Reset mode sorts sentences by length into batches (results come back in
+        input order). Stateful mode runs consecutive batches in input order, so
+        sentence ``i * batch_size + r`` is always in row ``r``.
+        """
+        sentences = check_sentences(sentences)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, found {batch_size}")
+        if self.state == "stateful":
+            order = list(range(len(sentences)))
+        else:
+            order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        results: list[np.ndarray] = [np.empty(0)] * len(sentences)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                indices = order[start : start + batch_size]
+                output = self(batch_to_char_ids([sentences[i] for i in indices]))
+                layers = output.layers.float().cpu().numpy()
+                for row, i in enumerate(indices):
+                    results[i] = np.ascontiguousarray(layers[:, row, : len(sentences[i])])
+        return results

@@ -1,0 +1,119 @@
+"""The context-insensitive token encoder: character CNN, highway layers, projection.
+
+Weights are kept in bilm-tf's layout (``x @ W`` with ``W`` of shape
+``(in, out)``) so that reading and writing the reference files is exact.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from torch import nn
+
+from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS
+from .options import ElmoOptions
+
+# Tokens encoded per CNN call; bounds the (chunk, n_out, 50) activations.
+DEFAULT_CHUNK_TOKENS = 1024
+
+
+class CharacterCNN(nn.Module):
+    """Character embedding plus max-pooled convolutions of several widths.
+
+    Input: char ids ``(n_tokens, 50)``. Output: ``(n_tokens, n_filters)``.
+    Row 0 of the embedding is the all-zero row for padding tokens.
+    """
+
+    def __init__(self, options: ElmoOptions) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(N_CHARACTER_IDS, options.char_embedding_dim, padding_idx=0)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(options.char_embedding_dim, n_out, width) for width, n_out in options.filters
+        )
+        self.activation = torch.relu if options.activation == "relu" else torch.tanh
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """bilm-tf's initialisation: embedding U(-1, 1), relu filters U(-0.05, 0.05)."""
+        with torch.no_grad():
+            nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+            self.embedding.weight[0].zero_()
+            for conv in self.convolutions:
+                if self.activation is torch.relu:
+                    nn.init.uniform_(conv.weight, -0.05, 0.05)
+                else:
+                    width, dim = conv.kernel_size[0], conv.in_channels
+                    nn.init.normal_(conv.weight, 0.0, (1.0 / (width * dim)) ** 0.5)
+                nn.init.zeros_(conv.bias)
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        # (n, 50, e) -> (n, e, 50) for Conv1d
+        chars = self.embedding(char_ids).transpose(1, 2)
+        pooled = [conv(chars).amax(dim=2) for conv in self.convolutions]
+        return self.activation(torch.cat(pooled, dim=1))
+
+
+class Highway(nn.Module):
+    """bilm-tf highway layer: ``g = sigmoid(x Wc + bc); x = g * relu(x Wt + bt) + (1 - g) * x``.
+
+    Shapes: ``(n, dim) -> (n, dim)``. The "carry" gate multiplies the transform.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.carry_weight = nn.Parameter(torch.empty(dim, dim))
+        self.carry_bias = nn.Parameter(torch.empty(dim))
+        self.transform_weight = nn.Parameter(torch.empty(dim, dim))
+        self.transform_bias = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        dim = self.carry_weight.shape[0]
+        with torch.no_grad():
+            nn.init.normal_(self.carry_weight, 0.0, (1.0 / dim) ** 0.5)
+            nn.init.normal_(self.transform_weight, 0.0, (1.0 / dim) ** 0.5)
+            self.carry_bias.fill_(-2.0)
+            self.transform_bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(torch.addmm(self.carry_bias, x, self.carry_weight))
+        transformed = torch.relu(torch.addmm(self.transform_bias, x, self.transform_weight))
+        return gate * transformed + (1.0 - gate) * x
+
+
+class TokenEncoder(nn.Module):
+    """Char ids ``(n_tokens, 50)`` to context-insensitive embeddings ``(n_tokens, P)``.
+
+    Runs in chunks of ``chunk_tokens`` so memory stays bounded for any input size.
+    """
+
+    def __init__(self, options: ElmoOptions, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> None:
+        super().__init__()
+        self.cnn = CharacterCNN(options)
+        self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
+        self.projection_weight: nn.Parameter | None = None
+        self.projection_bias: nn.Parameter | None = None
+        if options.use_projection:
+            self.projection_weight = nn.Parameter(torch.empty(options.n_filters, options.projection_dim))
+            self.projection_bias = nn.Parameter(torch.zeros(options.projection_dim))
+            with torch.no_grad():
+                nn.init.normal_(self.projection_weight, 0.0, (1.0 / options.n_filters) ** 0.5)
+        self.output_dim = options.projection_dim
+        self.chunk_tokens = chunk_tokens
+
+    def _encode_chunk(self, char_ids: torch.Tensor) -> torch.Tensor:
+        x = self.cnn(char_ids)
+        for highway in self.highways:
+            x = highway(x)
+        if self.projection_weight is not None:
+            x = torch.addmm(self.projection_bias, x, self.projection_weight)
+        return x
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        if char_ids.dim() != 2 or char_ids.shape[1] != MAX_WORD_LENGTH:
+            raise ValueError(f"expected char ids of shape (n_tokens, {MAX_WORD_LENGTH}), got {tuple(char_ids.shape)}")
+        if char_ids.shape[0] <= self.chunk_tokens:
+            return self._encode_chunk(char_ids)
+        return torch.cat([self._encode_chunk(chunk) for chunk in char_ids.split(self.chunk_tokens)])
+
+

@@ -1,0 +1,226 @@
+"""Reading and writing bilm-tf / AllenNLP weight files (``options.json`` + HDF5).
+
+Dataset names and layouts are those of bilm-tf's ``dump_weights.py``. Every
+dataset is read and checked before a model is built, so a failed load leaves
+nothing half-built; files are written to a temporary name and moved into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from ..errors import ElmoWeightsError
+from .chars import N_RAW_CHARACTERS
+from .model import ElmoBiLM, StateMode
+from .options import ElmoOptions, read_options
+
+Converter = Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(array: np.ndarray) -> np.ndarray:
+    return array
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    """One HDF5 dataset and the model parameter(s) it fills.
+
+    ``to_model`` maps the file array to the parameter's layout, ``to_file``
+    maps it back; both are exact (transposes, splits and a zero row).
+    """
+
+    dataset: str
+    shape: tuple[int, ...]
+    parameter: str
+    to_model: Converter = _identity
+    to_file: Converter = _identity
+
+
+def _lstm_path(direction: int, layer: int, name: str) -> str:
+    return f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell/{name}"
+
+
+def weight_entries(options: ElmoOptions) -> Iterator[WeightEntry]:
+    """Every dataset the options call for, with its expected shape."""
+    e, nf, P, C = options.char_embedding_dim, options.n_filters, options.projection_dim, options.lstm_dim
+    yield WeightEntry(
+        "char_embed",
+        (N_RAW_CHARACTERS, e),
+        "token_encoder.cnn.embedding.weight",
+        lambda a: np.concatenate([np.zeros((1, a.shape[1]), a.dtype), a]),
+        lambda a: a[1:],
+    )
+    for i, (width, n_out) in enumerate(options.filters):
+        yield WeightEntry(
+            f"CNN/W_cnn_{i}",
+            (1, width, e, n_out),
+            f"token_encoder.cnn.convolutions.{i}.weight",
+            lambda a: a[0].transpose(2, 1, 0),
+            lambda a: a.transpose(2, 1, 0)[None],
+        )
+        yield WeightEntry(f"CNN/b_cnn_{i}", (n_out,), f"token_encoder.cnn.convolutions.{i}.bias")
+    for k in range(options.n_highway):
+        for part in ("carry", "transform"):
+            yield WeightEntry(f"CNN_high_{k}/W_{part}", (nf, nf), f"token_encoder.highways.{k}.{part}_weight")
+            yield WeightEntry(f"CNN_high_{k}/b_{part}", (nf,), f"token_encoder.highways.{k}.{part}_bias")
+    if options.use_projection:
+        yield WeightEntry("CNN_proj/W_proj", (nf, P), "token_encoder.projection_weight")
+        yield WeightEntry("CNN_proj/b_proj", (P,), "token_encoder.projection_bias")
+    for direction, stack in ((0, "forward_layers"), (1, "backward_layers")):
+        for layer in range(options.n_layers):
+            prefix = f"lstm.{stack}.{layer}"
+            # W_0 holds the input rows [:P] and the recurrent rows [P:]; see _split_w0.
+            yield WeightEntry(_lstm_path(direction, layer, "W_0"), (2 * P, 4 * C), f"{prefix}.input_weight+hidden_weight")
+            yield WeightEntry(_lstm_path(direction, layer, "B"), (4 * C,), f"{prefix}.bias")
+            yield WeightEntry(_lstm_path(direction, layer, "W_P_0"), (C, P), f"{prefix}.projection_weight")
+
+
+def _fail(path: Path, message: str) -> ElmoWeightsError:
+    return ElmoWeightsError(f"{path}: {message}")
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise ElmoWeightsError(f"weight file not found: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise _fail(path, f"not a readable HDF5 weight file (truncated or another format: {err})") from None
+
+
+def _check_extra_layers(path: Path, handle: h5py.File, options: ElmoOptions, options_name: str) -> None:
+    """Layers present in the file beyond what the options describe are a mismatch."""
+    checks = [
+        (f"CNN/W_cnn_{len(options.filters)}", f"{len(options.filters)} char_cnn.filters"),
+        (f"CNN_high_{options.n_highway}", f"char_cnn.n_highway = {options.n_highway}"),
+        (_lstm_path(0, options.n_layers, "W_0"), f"lstm.n_layers = {options.n_layers}"),
+    ]
+    for dataset, setting in checks:
+        if dataset in handle:
+            raise _fail(path, f"has dataset '{dataset}', but {options_name} says {setting}: options and weights disagree")
+
+
+def read_weight_arrays(weight_file: str | Path, options: ElmoOptions, options_name: str = "options") -> tuple[ElmoOptions, dict[str, np.ndarray]]:
+    """Read and check every dataset; returns the options (projection settled) and the arrays.
+
+    Raises ``ElmoWeightsError`` naming the file, the dataset and expected vs found shape.
+    """
+    path = Path(weight_file)
+    with _open_hdf5(path) as handle:
+        if options.n_filters == options.projection_dim and "CNN_proj" in handle:
+            options = replace(options, use_projection=True)
+        _check_extra_layers(path, handle, options, options_name)
+        arrays: dict[str, np.ndarray] = {}
+        for entry in weight_entries(options):
+            if entry.dataset not in handle:
+                raise _fail(path, f"missing dataset '{entry.dataset}' (expected shape {entry.shape} from {options_name})")
+            dataset = handle[entry.dataset]
+            if not isinstance(dataset, h5py.Dataset):
+                raise _fail(path, f"'{entry.dataset}' is a group, expected a dataset of shape {entry.shape}")
+            if dataset.shape != entry.shape:
+                raise _fail(
+                    path,
+                    f"dataset '{entry.dataset}' has shape {dataset.shape}, expected {entry.shape} "
+                    f"from {options_name}: options and weights disagree",
+                )
+            if dataset.dtype.kind != "f":
+                raise _fail(path, f"dataset '{entry.dataset}' has dtype {dataset.dtype}, expected float32")
+            try:
+                array = np.asarray(dataset[()], dtype=np.float32)
+            except OSError as err:
+                raise _fail(path, f"cannot read dataset '{entry.dataset}' (file truncated or damaged: {err})") from None
+            if not np.isfinite(array).all():
+                raise _fail(path, f"dataset '{entry.dataset}' holds NaN or infinite values")
+            arrays[entry.dataset] = array
+    return options, arrays
+
+
+def _assign(model: ElmoBiLM, arrays: dict[str, np.ndarray]) -> None:
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for entry in weight_entries(model.options):
+            array = arrays[entry.dataset]
+            if entry.parameter.endswith("input_weight+hidden_weight"):
+                prefix = entry.parameter.rsplit(".", 1)[0]
+                split = model.options.projection_dim
+                parameters[f"{prefix}.input_weight"].copy_(torch.from_numpy(array[:split]))
+                parameters[f"{prefix}.hidden_weight"].copy_(torch.from_numpy(array[split:]))
+            else:
+                parameters[entry.parameter].copy_(torch.from_numpy(np.ascontiguousarray(entry.to_model(array))))
+
+
+def load_bilm(
+    options_file: str | Path,
+    weight_file: str | Path,
+    *,
+    state: StateMode = "reset",
+) -> ElmoBiLM:
+    """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU."""
+    options = read_options(options_file)
+    options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
+    model = ElmoBiLM(options, state=state)
+    _assign(model, arrays)
+    return model.eval()
+
+
+def weight_arrays(model: ElmoBiLM) -> dict[str, np.ndarray]:
+    """The model's parameters as reference-layout float32 arrays, by dataset name."""
+    parameters = {name: p.detach().cpu().float().numpy() for name, p in model.named_parameters()}
+    arrays = {}
+    for entry in weight_entries(model.options):
+        if entry.parameter.endswith("input_weight+hidden_weight"):
+            prefix = entry.parameter.rsplit(".", 1)[0]
+            array = np.concatenate([parameters[f"{prefix}.input_weight"], parameters[f"{prefix}.hidden_weight"]])
+        else:
+            array = entry.to_file(parameters[entry.parameter])
+        arrays[entry.dataset] = np.ascontiguousarray(array, dtype=np.float32)
+    return arrays
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_weights(model: ElmoBiLM, weight_file: str | Path) -> None:
+    """Write the reference-layout HDF5 file (no softmax), atomically."""
+    arrays = weight_arrays(model)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as handle:
+            for name, array in arrays.items():
+                handle.create_dataset(name, data=array)
+
+    _atomic_write(Path(weight_file), write)
+
+
+def write_options(options: ElmoOptions, options_file: str | Path) -> None:
+    """Write ``options.json`` (inference form: 262 characters), atomically."""
+    data = replace(options, n_characters=262).to_dict()
+    _atomic_write(Path(options_file), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+def save_bilm(model: ElmoBiLM, directory: str | Path, weight_name: str = "weights.hdf5") -> tuple[Path, Path]:
+    """Write ``options.json`` and the weight file into ``directory``; returns both paths."""
+    directory = Path(directory)
+    options_file, weight_file = directory / "options.json", directory / weight_name
+    write_weights(model, weight_file)
+    write_options(model.options, options_file)
+    return options_file, weight_file
