@@ -168,7 +168,7 @@ class ElmoLstm(nn.Module):
         if self._states is None:
             self._states = [(h.new_zeros(0, h.shape[1]), c.new_zeros(0, c.shape[1])) for h, c in finals]
         stored = []
-        for (old_h, old_c), (h, c) in zip(self._states, finals):
+        for (old_h, old_c), (h, c) in zip(self._states, finals, strict=True):
             h, c = h.detach(), c.detach()
             if old_h.shape[0] > batch:
                 h = torch.cat([h, old_h[batch:].to(h)])

@@ -7,7 +7,6 @@ Weights are kept in bilm-tf's layout (``x @ W`` with ``W`` of shape
 from __future__ import annotations
 
 import torch
-
 from torch import nn
 
 from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS
@@ -115,5 +114,3 @@ class TokenEncoder(nn.Module):
         if char_ids.shape[0] <= self.chunk_tokens:
             return self._encode_chunk(char_ids)
         return torch.cat([self._encode_chunk(chunk) for chunk in char_ids.split(self.chunk_tokens)])
-
-

@@ -1,0 +1,80 @@
+"""Command line: ``python -m spacy_elmo COMMAND ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .bilm.model import STATE_MODES
+from .errors import ElmoError
+
+
+def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed a whitespace-tokenized text file into HDF5",
+        description=(
+            "Embed INPUT (one whitespace-tokenized sentence per line) into OUTPUT (HDF5, one dataset per "
+            "line named by its 0-based line number), as AllenNLP's `elmo` command writes."
+        ),
+    )
+    parser.add_argument("input", help="text file, one tokenized sentence per line")
+    parser.add_argument("output", help="HDF5 file to write")
+    parser.add_argument("--options-file", required=True, help="options.json of the biLM")
+    parser.add_argument("--weight-file", required=True, help="HDF5 weights of the biLM")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    parser.add_argument(
+        "--layers",
+        choices=("all", "top", "average"),
+        default="all",
+        help="all: (3, n, 2P); top: (n, 2P); average: (n, 2P) mean of the layers (default all)",
+    )
+    parser.add_argument(
+        "--state",
+        choices=STATE_MODES,
+        default="reset",
+        help="reset: every sentence from a zero state (default); stateful: AllenNLP/bilm-tf behaviour, "
+        "line i*N+r runs in batch row r and continues row r's state",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from .bilm.weights import load_bilm
+    from .embed_file import embed_file
+
+    if args.batch_size < 1:
+        raise ElmoError(f"--batch-size must be at least 1, found {args.batch_size}")
+    model = load_bilm(args.options_file, args.weight_file, state=args.state)
+    count = embed_file(
+        model,
+        args.input,
+        args.output,
+        batch_size=args.batch_size,
+        layers=args.layers,
+        progress=False if args.quiet else None,
+    )
+    print(f"wrote {count} sentences to {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spacy_elmo", description="ELMo for spaCy")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_embed_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ElmoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
