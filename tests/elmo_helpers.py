@@ -1,0 +1,43 @@
+"""Shared fixtures for the spaCy component tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.language import Language
+
+import spacy_elmo  # noqa: F401  (registers the factory and architectures)
+
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "elmo"
+LAYER_WIDTH = 32  # 2P of the fixture model
+N_LAYERS = 3
+
+torch.set_num_threads(1)
+
+
+def copy_fixture_weights(directory: Path) -> Path:
+    """``options.json`` + ``lm_weights.hdf5`` of the fixture model, as a ``weights`` directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURE_DIR / "options.json", directory / "options.json")
+    shutil.copy(FIXTURE_DIR / "lm_weights.hdf5", directory / "lm_weights.hdf5")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_fixture_weights(tmp_path_factory.mktemp("elmo_weights"))
+
+
+def make_nlp(weights: Path | str, **config: object) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"weights": str(weights), **config})
+    return nlp
+
+
+@pytest.fixture
+def nlp(weights_dir: Path) -> Language:
+    return make_nlp(weights_dir)
