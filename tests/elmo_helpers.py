@@ -1,11 +1,10 @@
-"""Shared fixtures for the spaCy component tests (imported by the test modules)."""
+"""Helpers shared by the spaCy component tests (fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import pytest
 import spacy
 import torch
 from spacy.language import Language
@@ -27,17 +26,7 @@ def copy_fixture_weights(directory: Path) -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_fixture_weights(tmp_path_factory.mktemp("elmo_weights"))
-
-
 def make_nlp(weights: Path | str, **config: object) -> Language:
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config={"weights": str(weights), **config})
     return nlp
-
-
-@pytest.fixture
-def nlp(weights_dir: Path) -> Language:
-    return make_nlp(weights_dir)

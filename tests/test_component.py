@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
-from elmo_helpers import LAYER_WIDTH, N_LAYERS, make_nlp, nlp, weights_dir  # noqa: F401
+from elmo_helpers import LAYER_WIDTH, N_LAYERS, make_nlp
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -170,7 +170,7 @@ def test_bad_input_gives_vectors_of_the_right_shape(nlp: Language, words: list[s
     assert doc.vector.shape == (LAYER_WIDTH,)
     if words:
         assert np.abs(doc.tensor).sum() > 0
-        assert 0.0 <= doc[0].vector_norm
+        assert doc[0].vector_norm >= 0.0
     else:
         assert not doc.has_vector and float(np.abs(doc.vector).sum()) == 0.0
 
@@ -190,13 +190,14 @@ def test_empty_docs_mixed_into_a_batch(nlp: Language) -> None:
     texts = ["", "Some words here .", "", "   ", "More .", ""]
     docs = list(nlp.pipe(texts))
     for text, doc in zip(texts, docs, strict=True):
+        assert doc.text == text
         assert doc.tensor.shape == (len(doc), LAYER_WIDTH)
         assert doc._.elmo["layers"].shape == (N_LAYERS, len(doc), LAYER_WIDTH)
     np.testing.assert_allclose(docs[1].tensor, nlp(texts[1]).tensor, atol=1e-5)
 
 
 def test_unknown_mix_is_a_clear_error(weights_dir: Path) -> None:
-    with pytest.raises(ElmoError, match="'mix'.*'median'"):
+    with pytest.raises(ElmoError, match=r"'mix'.*'median'"):
         make_nlp(weights_dir, mix="median")
     nlp = make_nlp(weights_dir, mix=[0.5, 0.5])
     with pytest.raises(ElmoError, match="'mix' has 2 weights but the biLM has 3 layers"):
@@ -219,10 +220,10 @@ def test_bad_settings_name_the_setting(weights_dir: Path, setting: str, value: o
 
 def test_wrong_weights_path_names_the_setting(tmp_path: Path) -> None:
     nlp = make_nlp(tmp_path / "nowhere")
-    with pytest.raises(ElmoError, match="setting 'weights'.*nowhere"):
+    with pytest.raises(ElmoError, match=r"setting 'weights'.*nowhere"):
         nlp("text")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ElmoError, match="no options.json"):
+    with pytest.raises(ElmoError, match=r"no options.json"):
         make_nlp(tmp_path / "empty")("text")
 
 
@@ -230,7 +231,7 @@ def test_missing_weights_without_bundled_default(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("spacy_elmo.weights_source.BUNDLED_MODELS_DIR", tmp_path)
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
-    with pytest.raises(ElmoError, match="setting 'weights': no weights given.*en_elmo_small"):
+    with pytest.raises(ElmoError, match=r"setting 'weights': no weights given.*en_elmo_small"):
         nlp.initialize()
 
 
