@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import warnings
 from pathlib import Path
 
@@ -256,3 +257,15 @@ def test_warns_when_a_spacy_tok2vec_listener_would_read_elmo_tensor(weights_dir:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ok.add_pipe("tagger", config=TAGGER_WITH_LISTENER)
+
+
+@pytest.mark.slow
+def test_a_100k_token_document_runs_in_bounded_memory(weights_dir: Path) -> None:
+    nlp = make_nlp(weights_dir)
+    nlp("warm up")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    doc = nlp(Doc(nlp.vocab, words=[f"word{i % 997}" for i in range(100_000)]))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert doc.tensor.shape == (100_000, LAYER_WIDTH) and np.isfinite(doc.tensor).all()
+    # the output itself is 3 layers + tensor = 51 MB; windows keep the rest of the work small
+    assert grown_mb < 500, grown_mb
