@@ -20,7 +20,7 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.pipeline.tok2vec import Tok2Vec, Tok2VecListener
 from spacy.tokens import Doc
-from spacy.training import Example, validate_get_examples
+from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
@@ -225,7 +225,7 @@ class ElmoComponent(TrainablePipe):
             losses = {}
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
-        validate_examples_list(examples)
+        validate_examples(examples, "ElmoComponent.update")
         docs = [eg.predicted for eg in examples]
         self._ensure_ready()
         set_dropout_rate(self.model, drop)
@@ -251,12 +251,6 @@ class ElmoComponent(TrainablePipe):
         if self.listeners:
             self.listeners[-1].receive(batch_id, outputs, backprop)
         return losses
-
-    def get_loss(self, examples: Iterable[Example], scores: Any) -> None:
-        return None
-
-    def add_label(self, label: str) -> int:
-        raise NotImplementedError
 
     # ---- serialization ----
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
@@ -295,9 +289,3 @@ class ElmoComponent(TrainablePipe):
             raise ElmoError(f"elmo component '{self.name}' loaded from {path}: {err}") from None
         set_bilm(self.model, bilm)
         return self
-
-
-def validate_examples_list(examples: list[Example]) -> None:
-    for i, eg in enumerate(examples):
-        if not isinstance(eg, Example):
-            raise TypeError(f"elmo update: item {i} is a {type(eg).__name__}, expected spacy.training.Example")
