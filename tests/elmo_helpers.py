@@ -1,10 +1,15 @@
-"""Helpers shared by the spaCy component tests (fixtures are in conftest.py)."""
+"""Helpers and fixtures shared by the spaCy component tests.
+
+Test modules import the fixtures by their function names (``weights_dir_fixture``,
+``nlp_fixture``); pytest knows them as ``weights_dir`` and ``nlp``.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pytest
 import spacy
 import torch
 from spacy.language import Language
@@ -30,3 +35,15 @@ def make_nlp(weights: Path | str, **config: object) -> Language:
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config={"weights": str(weights), **config})
     return nlp
+
+
+@pytest.fixture(scope="session", name="weights_dir")
+def weights_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture biLM as a ``weights`` directory."""
+    return copy_fixture_weights(tmp_path_factory.mktemp("elmo_weights"))
+
+
+@pytest.fixture(name="nlp")
+def nlp_fixture(weights_dir: Path) -> Language:
+    """A blank English pipeline with an ``elmo`` component on the fixture biLM."""
+    return make_nlp(weights_dir)

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
-from elmo_helpers import LAYER_WIDTH, N_LAYERS, make_nlp
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from spacy_elmo import ElmoError, load_bilm
 from spacy_elmo.thinc_model import Unit, pack_batches, window_units
 
-FIXTURE = Path(__file__).parent / "fixtures" / "elmo"
+from .elmo_helpers import LAYER_WIDTH, N_LAYERS, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
 
 
 def test_add_pipe_and_call_sets_tensor_extension_and_hooks(nlp: Language) -> None:

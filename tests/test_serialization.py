@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
-from elmo_helpers import LAYER_WIDTH, N_LAYERS, copy_fixture_weights, make_nlp
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from spacy_elmo import ElmoError, restore_vectors
 from spacy_elmo.bilm import read_options
 from spacy_elmo.bilm.weights import read_weight_arrays
+
+from .elmo_helpers import LAYER_WIDTH, N_LAYERS, copy_fixture_weights, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
 
 TEXTS = ["The bank by the river flooded .", "", "She keeps her money in a bank .", "Hi"]
 

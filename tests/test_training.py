@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 import spacy
 import torch
-from elmo_helpers import LAYER_WIDTH
 from spacy.language import Language
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 from thinc.api import Model, set_dropout_rate
-from training_data import ner_examples, textcat_examples
 
 from spacy_elmo.listener import ElmoListener, elmo_scalar_mix
 from spacy_elmo.thinc_model import get_bilm
+
+from .elmo_helpers import (
+    LAYER_WIDTH,
+    weights_dir_fixture,  # noqa: F401  (pytest fixtures)
+)
+from .training_data import ner_examples, textcat_examples
 
 LISTENER = {"@architectures": "spacy_elmo.ElmoListener.v1", "upstream": "elmo", "width": 32}
 NER_MODEL = {

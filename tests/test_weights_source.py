@@ -15,10 +15,11 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from elmo_helpers import FIXTURE_DIR, copy_fixture_weights, make_nlp
 
 from spacy_elmo import ElmoWeightsError
 from spacy_elmo.weights_source import resolve_weights
+
+from .elmo_helpers import FIXTURE_DIR, copy_fixture_weights, make_nlp
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
