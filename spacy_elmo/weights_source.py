@@ -133,6 +133,14 @@ def _fetch(url: str, target: Path) -> None:
         raise
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so concurrent readers (n_process workers) never see half a file."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp_name, path)
+
+
 def _cached_download(url: str, target: Path, expected: str | None) -> Path:
     """``target`` holding ``url``'s content, downloaded unless a verified copy exists."""
     record = target.with_name(target.name + ".sha256")
@@ -145,7 +153,7 @@ def _cached_download(url: str, target: Path, expected: str | None) -> Path:
     if expected is not None and actual != expected:
         target.unlink(missing_ok=True)
         raise _fail(f"checksum mismatch for {url}: expected sha256 {expected}, downloaded {actual}")
-    record.write_text(actual + "\n", encoding="utf-8")
+    _write_text_atomic(record, actual + "\n")
     return target
 
 
@@ -195,7 +203,7 @@ def download_weights(url: str) -> WeightFiles:
         archive_hash = (entry / (name + ".sha256")).read_text(encoding="utf-8").strip()
         if not (unpacked.is_dir() and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == archive_hash):
             _extract(archive, unpacked)
-            stamp.write_text(archive_hash + "\n", encoding="utf-8")
+            _write_text_atomic(stamp, archive_hash + "\n")
         return _pair_in_tree(unpacked, url)
     if name.endswith((".hdf5", ".h5")):
         weight_file = _cached_download(bare_url, entry / "files" / name, expected)
