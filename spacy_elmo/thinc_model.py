@@ -273,6 +273,7 @@ def _assemble(
 def elmo_forward(
     model: Model, docs: list[Doc], is_train: bool
 ) -> tuple[list[Floats3d], Callable[[list[Floats3d]], list[Doc]]]:
+    """Per Doc ``(n_layers + 1, n_tokens, 2P)``; a graph is built only when training and not frozen."""
     bilm = ensure_bilm(model)
     settings = get_settings(model)
     track_grad = is_train and not settings.frozen

@@ -98,6 +98,24 @@ def test_ner_trains_on_a_frozen_elmo(weights_dir: Path) -> None:
     assert scores["ents_f"] > 0.5, scores
 
 
+def test_training_with_elmo_as_a_frozen_annotating_component(weights_dir: Path) -> None:
+    # spaCy's [training] frozen_components + annotating_components: elmo.update never runs,
+    # the listener reads what the component set on the Docs.
+    nlp = ner_pipeline(weights_dir)
+    examples = ner_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    listener = next(n for n in nlp.get_pipe("ner").model.walk() if isinstance(n, ElmoListener))
+    history = []
+    for _ in range(6):
+        losses: dict[str, float] = {}
+        for batch in minibatch(examples, size=8):
+            nlp.update(batch, sgd=optimizer, losses=losses, exclude=["elmo"], annotates=["elmo"])
+        history.append(losses["ner"])
+    assert listener._batch_id is None and "elmo" not in losses
+    assert history[-1] < history[0], history
+
+
 def test_fine_tuning_changes_the_bilm(weights_dir: Path) -> None:
     nlp = ner_pipeline(weights_dir, frozen=False)
     examples = ner_examples(nlp)[:16]
