@@ -1,0 +1,295 @@
+"""The biLM as a Thinc ``Model``: a list of Docs in, every ELMo layer of every Doc out.
+
+``spacy_elmo.ElmoModel.v1`` maps ``docs`` to one ``Floats3d (n_layers + 1, n_tokens, 2P)``
+per Doc. The PyTorch module lives in a ``PyTorchShim`` that serializes the options with
+the weights, so a saved model needs none of the original files. The module is loaded
+lazily from the ``weights`` setting (see ``weights_source``) on first use, unless
+``from_bytes`` has filled it first; that is what lets ``spacy.load`` work after the
+original files are gone.
+
+Long inputs are cut into *units* of at most ``window_size`` tokens: sentences when the
+Doc has sentence boundaries, otherwise overlapping windows (each token takes its vectors
+from the window where it has the most context). Units are sorted by length and packed
+into batches of at most ``max_batch_tokens`` padded tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import srsly
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.types import Floats3d
+
+from .bilm import ElmoBiLM, ElmoOptions, load_bilm
+from .bilm.chars import batch_to_char_ids
+from .bilm.model import check_state_mode
+from .errors import ElmoError
+from .weights_source import resolve_weights
+
+MODEL_NAME = "elmo_bilm"
+
+
+@dataclass(frozen=True)
+class ElmoSettings:
+    """How an ``ElmoModel`` finds and runs its biLM (all are component settings)."""
+
+    weights: str | None = None
+    state: str = "reset"
+    frozen: bool = True
+    max_batch_tokens: int = 4096
+    window_size: int = 200
+    window_overlap: int = 50
+
+    def __post_init__(self) -> None:
+        try:
+            check_state_mode(self.state)
+        except ValueError:
+            raise ElmoError(f"elmo setting 'state' must be 'reset' or 'stateful', found {self.state!r}") from None
+        for name in ("max_batch_tokens", "window_size", "window_overlap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ElmoError(f"elmo setting '{name}' must be an integer, found {value!r}")
+        if not isinstance(self.frozen, bool):
+            raise ElmoError(f"elmo setting 'frozen' must be true or false, found {self.frozen!r}")
+        if self.window_size < 1:
+            raise ElmoError(f"elmo setting 'window_size' must be at least 1, found {self.window_size}")
+        if not 0 <= self.window_overlap <= self.window_size // 2:
+            raise ElmoError(
+                f"elmo setting 'window_overlap' must be between 0 and window_size // 2 = {self.window_size // 2}, "
+                f"found {self.window_overlap}"
+            )
+        if self.max_batch_tokens < self.window_size:
+            raise ElmoError(
+                f"elmo setting 'max_batch_tokens' ({self.max_batch_tokens}) must be at least "
+                f"window_size ({self.window_size}), so that every unit fits in a batch"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Unit(NamedTuple):
+    """A span of one Doc run through the biLM as one sentence.
+
+    Tokens ``[start, end)`` are run; the vectors of ``[core_start, core_end)`` are kept.
+    """
+
+    doc_index: int
+    start: int
+    end: int
+    core_start: int
+    core_end: int
+
+
+def window_units(doc_index: int, start: int, end: int, size: int, overlap: int) -> Iterator[Unit]:
+    """Overlapping windows over ``[start, end)`` whose cores tile it exactly.
+
+    Consecutive windows share ``overlap`` tokens; the first half of the shared part is
+    kept from the earlier window and the rest from the later one.
+    """
+    if end - start <= size:
+        yield Unit(doc_index, start, end, start, end)
+        return
+    stride = size - overlap
+    half = overlap // 2
+    window_start = start
+    core_start = start
+    while True:
+        window_end = min(window_start + size, end)
+        if window_end == end:
+            yield Unit(doc_index, window_start, end, core_start, end)
+            return
+        core_end = window_start + stride + half
+        yield Unit(doc_index, window_start, window_end, core_start, core_end)
+        window_start += stride
+        core_start = core_end
+
+
+def doc_units(doc_index: int, doc: Doc, size: int, overlap: int) -> Iterator[Unit]:
+    """Sentences when the Doc has sentence boundaries (windowed if too long), else windows."""
+    if len(doc) == 0:
+        return
+    if doc.has_annotation("SENT_START"):
+        for sent in doc.sents:
+            yield from window_units(doc_index, sent.start, sent.end, size, overlap)
+    else:
+        yield from window_units(doc_index, 0, len(doc), size, overlap)
+
+
+def pack_batches(units: Sequence[Unit], max_batch_tokens: int, keep_order: bool) -> list[list[Unit]]:
+    """Group units into batches of at most ``max_batch_tokens`` padded tokens.
+
+    Sorted longest first unless ``keep_order`` (stateful mode, where rows carry state).
+    """
+    ordered = list(units) if keep_order else sorted(units, key=lambda u: u.start - u.end)
+    batches: list[list[Unit]] = []
+    current: list[Unit] = []
+    longest = 0
+    for unit in ordered:
+        length = unit.end - unit.start
+        if current and (len(current) + 1) * max(longest, length) > max_batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(unit)
+        longest = max(longest, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _serialize_bilm(bilm: ElmoBiLM | None) -> bytes:
+    if bilm is None:
+        raise ElmoError("the ELMo model has no weights yet: nothing to serialize (run it or initialize it first)")
+    state = {name: tensor.detach().cpu().numpy() for name, tensor in bilm.state_dict().items()}
+    options = {"options": bilm.options.to_dict(), "use_projection": bilm.options.use_projection}
+    return srsly.msgpack_dumps({"options": options, "state_mode": bilm.state, "state_dict": state})
+
+
+def _deserialize_bilm(_: Any, data: bytes, device: torch.device) -> ElmoBiLM:
+    msg = srsly.msgpack_loads(data)
+    options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
+    options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
+    bilm = ElmoBiLM(options, state=msg["state_mode"])
+    bilm.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in msg["state_dict"].items()})
+    return bilm.to(device).eval()
+
+
+def get_settings(model: Model) -> ElmoSettings:
+    return ElmoSettings(**model.attrs["elmo_settings"])
+
+
+def set_settings(model: Model, settings: ElmoSettings) -> None:
+    """Configure the model (before its biLM is loaded, or ``state``/``frozen`` after)."""
+    model.attrs["elmo_settings"] = settings.to_dict()
+    bilm = get_bilm(model)
+    if bilm is not None:
+        bilm.state = settings.state
+        _apply_frozen(bilm, settings.frozen)
+
+
+def get_bilm(model: Model) -> ElmoBiLM | None:
+    return model.shims[0]._model
+
+
+def _apply_frozen(bilm: ElmoBiLM, frozen: bool) -> None:
+    for parameter in bilm.parameters():
+        parameter.requires_grad_(not frozen)
+
+
+def ensure_bilm(model: Model) -> ElmoBiLM:
+    """The model's biLM, loading it from the ``weights`` setting on first use."""
+    bilm = get_bilm(model)
+    if bilm is None:
+        settings = get_settings(model)
+        files = resolve_weights(settings.weights)
+        bilm = load_bilm(files.options_file, files.weight_file, state=settings.state)  # type: ignore[arg-type]
+        _apply_frozen(bilm, settings.frozen)
+        shim = model.shims[0]
+        shim._model = bilm.to(get_torch_default_device())
+    return bilm
+
+
+def set_bilm(model: Model, bilm: ElmoBiLM) -> None:
+    """Install an already loaded biLM (``from_disk``); settings ``state``/``frozen`` apply."""
+    settings = get_settings(model)
+    bilm.state = settings.state
+    _apply_frozen(bilm, settings.frozen)
+    model.shims[0]._model = bilm.to(get_torch_default_device())
+
+
+def layer_shape(model: Model) -> tuple[int, int]:
+    """``(n_layers + 1, 2P)`` of the output, loading the biLM if needed."""
+    bilm = ensure_bilm(model)
+    return bilm.n_output_layers, bilm.output_dim
+
+
+@registry.architectures("spacy_elmo.ElmoModel.v1")
+def build_elmo_model() -> Model[list[Doc], list[Floats3d]]:
+    """The biLM over Docs. Output per Doc: ``(n_layers + 1, n_tokens, 2P)``.
+
+    Its settings come from its owner: the ``elmo`` component's settings, or the
+    arguments of ``spacy_elmo.Elmo.v1``.
+    """
+    return create_elmo_model(ElmoSettings())
+
+
+def create_elmo_model(settings: ElmoSettings) -> Model[list[Doc], list[Floats3d]]:
+    shim = PyTorchShim(None, serialize_model=_serialize_bilm, deserialize_model=_deserialize_bilm)
+    return Model(
+        MODEL_NAME,
+        elmo_forward,
+        init=elmo_init,
+        shims=[shim],
+        attrs={"elmo_settings": settings.to_dict()},
+    )
+
+
+def elmo_init(model: Model, X: list[Doc] | None = None, Y: Any = None) -> Model:  # noqa: N803
+    ensure_bilm(model)
+    return model
+
+
+def _run_units(bilm: ElmoBiLM, docs: Sequence[Doc], settings: ElmoSettings) -> list[tuple[Unit, torch.Tensor, int]]:
+    """Run every unit; returns ``(unit, batch layers (L, B, N, 2P), row)`` for each."""
+    units = [
+        unit for i, doc in enumerate(docs) for unit in doc_units(i, doc, settings.window_size, settings.window_overlap)
+    ]
+    keep_order = settings.state == "stateful"
+    results: list[tuple[Unit, torch.Tensor, int]] = []
+    for batch in pack_batches(units, settings.max_batch_tokens, keep_order):
+        words = [[t.text for t in docs[u.doc_index][u.start : u.end]] for u in batch]
+        layers = bilm(batch_to_char_ids(words)).layers
+        results.extend((unit, layers, row) for row, unit in enumerate(batch))
+    return results
+
+
+def _assemble(
+    docs: Sequence[Doc], ran: list[tuple[Unit, torch.Tensor, int]], n_layers: int, width: int, like: torch.Tensor
+) -> list[torch.Tensor]:
+    """Per-Doc ``(L, n_tokens, 2P)`` tensors made of the units' core slices, in token order."""
+    pieces: list[list[tuple[int, torch.Tensor]]] = [[] for _ in docs]
+    for unit, layers, row in ran:
+        offset = unit.core_start - unit.start
+        length = unit.core_end - unit.core_start
+        pieces[unit.doc_index].append((unit.core_start, layers[:, row, offset : offset + length]))
+    outputs = []
+    for doc_pieces in pieces:
+        if not doc_pieces:
+            outputs.append(like.new_zeros(n_layers, 0, width))
+            continue
+        doc_pieces.sort(key=lambda piece: piece[0])
+        outputs.append(torch.cat([piece for _, piece in doc_pieces], dim=1))
+    return outputs
+
+
+def elmo_forward(
+    model: Model, docs: list[Doc], is_train: bool
+) -> tuple[list[Floats3d], Callable[[list[Floats3d]], list[Doc]]]:
+    """Per Doc ``(n_layers + 1, n_tokens, 2P)``; a graph is built only when training and not frozen."""
+    bilm = ensure_bilm(model)
+    settings = get_settings(model)
+    track_grad = is_train and not settings.frozen
+    like = bilm.bos_ids.new_zeros(0, dtype=torch.float32)
+    with torch.set_grad_enabled(track_grad):
+        ran = _run_units(bilm, docs, settings)
+        doc_layers = _assemble(docs, ran, bilm.n_output_layers, bilm.output_dim, like)
+    outputs = [model.ops.asarray3f(torch2xp(t.detach())) for t in doc_layers]
+
+    def backprop(d_outputs: list[Floats3d]) -> list[Doc]:
+        if track_grad:
+            pairs = [
+                (t, xp2torch(d, device=t.device)) for t, d in zip(doc_layers, d_outputs, strict=True) if t.requires_grad
+            ]
+            if pairs:
+                torch.autograd.backward([t for t, _ in pairs], [d for _, d in pairs])
+        return []
+
+    return outputs, backprop

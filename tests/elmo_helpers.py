@@ -1,0 +1,49 @@
+"""Helpers and fixtures shared by the spaCy component tests.
+
+Test modules import the fixtures by their function names (``weights_dir_fixture``,
+``nlp_fixture``); pytest knows them as ``weights_dir`` and ``nlp``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.language import Language
+
+import spacy_elmo  # noqa: F401  (registers the factory and architectures)
+
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "elmo"
+LAYER_WIDTH = 32  # 2P of the fixture model
+N_LAYERS = 3
+
+torch.set_num_threads(1)
+
+
+def copy_fixture_weights(directory: Path) -> Path:
+    """``options.json`` + ``lm_weights.hdf5`` of the fixture model, as a ``weights`` directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURE_DIR / "options.json", directory / "options.json")
+    shutil.copy(FIXTURE_DIR / "lm_weights.hdf5", directory / "lm_weights.hdf5")
+    return directory
+
+
+def make_nlp(weights: Path | str, **config: object) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"weights": str(weights), **config})
+    return nlp
+
+
+@pytest.fixture(scope="session", name="weights_dir")
+def weights_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture biLM as a ``weights`` directory."""
+    return copy_fixture_weights(tmp_path_factory.mktemp("elmo_weights"))
+
+
+@pytest.fixture(name="nlp")
+def nlp_fixture(weights_dir: Path) -> Language:
+    """A blank English pipeline with an ``elmo`` component on the fixture biLM."""
+    return make_nlp(weights_dir)

@@ -1,0 +1,45 @@
+"""The entry points declared in setup.cfg name the objects registered with spaCy."""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+from pathlib import Path
+
+import spacy
+from spacy.language import Language
+
+SETUP_CFG = Path(__file__).parent.parent / "setup.cfg"
+
+
+def entry_points(group: str) -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read(SETUP_CFG)
+    lines = parser["options.entry_points"][group].strip().splitlines()
+    return dict((part.strip() for part in line.split("=", 1)) for line in lines)  # type: ignore[misc]
+
+
+def load(target: str) -> object:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_factory_entry_point() -> None:
+    factories = entry_points("spacy_factories")
+    assert factories == {"elmo": "spacy_elmo.component:make_elmo"}
+    assert Language.has_factory("elmo")
+    assert spacy.registry.factories.get("elmo") is load(factories["elmo"])
+
+
+def test_architecture_entry_points() -> None:
+    architectures = entry_points("spacy_architectures")
+    assert set(architectures) == {"spacy_elmo.ElmoModel.v1", "spacy_elmo.ElmoListener.v1", "spacy_elmo.Elmo.v1"}
+    for name, target in architectures.items():
+        assert spacy.registry.architectures.get(name) is load(target)
+
+
+def test_bundled_models_are_package_data() -> None:
+    parser = configparser.ConfigParser()
+    parser.read(SETUP_CFG)
+    patterns = parser["options.package_data"]["spacy_elmo"].split()
+    assert "models/*/*" in patterns

@@ -1,0 +1,125 @@
+"""Saving and loading the component, and Docs that carry ELMo vectors across serialization."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+
+from spacy_elmo import ElmoError, restore_vectors
+from spacy_elmo.bilm import read_options
+from spacy_elmo.bilm.weights import read_weight_arrays
+
+from .elmo_helpers import LAYER_WIDTH, N_LAYERS, copy_fixture_weights, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
+
+TEXTS = ["The bank by the river flooded .", "", "She keeps her money in a bank .", "Hi"]
+
+
+def test_to_disk_and_spacy_load_without_the_original_files(tmp_path: Path) -> None:
+    weights = copy_fixture_weights(tmp_path / "weights")
+    nlp = make_nlp(weights, mix="concat", state="reset")
+    expected = [nlp(text).tensor.copy() for text in TEXTS]
+    nlp.to_disk(tmp_path / "pipeline")
+    shutil.rmtree(weights)
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("elmo").mix == "concat"
+    for text, tensor in zip(TEXTS, expected, strict=True):
+        doc = loaded(text)
+        assert doc.tensor.shape == (len(doc), 3 * LAYER_WIDTH)
+        np.testing.assert_array_equal(doc.tensor, tensor)
+    # The saved weight file is in the reference layout, bit for bit the original weights.
+    saved = tmp_path / "pipeline" / "elmo"
+    options = read_options(saved / "options.json")
+    _, arrays = read_weight_arrays(saved / "weights.hdf5", options)
+    _, original = read_weight_arrays(Path(__file__).parent / "fixtures" / "elmo" / "lm_weights.hdf5", options)
+    assert arrays.keys() == original.keys()
+    assert all(np.array_equal(arrays[k], original[k]) for k in arrays)
+
+
+def test_from_disk_into_a_blank_pipeline(nlp: Language, tmp_path: Path) -> None:
+    expected = nlp(TEXTS[0]).tensor
+    nlp.to_disk(tmp_path / "p")
+    other = spacy.blank("en")
+    other.add_pipe("elmo", config={"weights": str(tmp_path / "does-not-exist")})
+    other.from_disk(tmp_path / "p")
+    np.testing.assert_array_equal(other(TEXTS[0]).tensor, expected)
+
+
+def test_to_bytes_and_from_bytes(nlp: Language, tmp_path: Path) -> None:
+    expected = nlp(TEXTS[2]).tensor
+    data = nlp.to_bytes()
+    other = spacy.blank("en")
+    other.add_pipe("elmo", config={"weights": str(tmp_path / "gone")})
+    other.from_bytes(data)
+    np.testing.assert_array_equal(other(TEXTS[2]).tensor, expected)
+
+
+def test_saved_weights_that_do_not_match_their_options_are_a_clear_error(nlp: Language, tmp_path: Path) -> None:
+    nlp.to_disk(tmp_path / "p")
+    options = tmp_path / "p" / "elmo" / "options.json"
+    options.write_text(options.read_text().replace('"projection_dim": 16', '"projection_dim": 8'))
+    with pytest.raises(ElmoError, match=r"weights.hdf5.*expected.*options and weights disagree"):
+        spacy.load(tmp_path / "p")
+    shutil.rmtree(tmp_path / "p" / "elmo")
+    (tmp_path / "p" / "elmo").mkdir()
+    with pytest.raises(ElmoError, match=r"lacks options.json or weights.hdf5"):
+        spacy.load(tmp_path / "p")
+
+
+def test_saved_mix_that_does_not_fit_the_weights(weights_dir: Path, tmp_path: Path) -> None:
+    nlp = make_nlp(weights_dir)
+    nlp("warm up")
+    nlp.to_disk(tmp_path / "p")
+    with pytest.raises(ElmoError, match="'mix' has 2 weights but the biLM has 3 layers"):
+        spacy.load(tmp_path / "p", config={"components": {"elmo": {"mix": [0.5, 0.5]}}})
+
+
+def test_docbin_round_trip_and_restore(nlp: Language) -> None:
+    docs = list(nlp.pipe(TEXTS))
+    data = DocBin(docs=docs, store_user_data=True).to_bytes()
+    loaded = list(DocBin().from_bytes(data).get_docs(nlp.vocab))
+    for original, doc in zip(docs, loaded, strict=True):
+        assert "vector" not in doc.user_token_hooks  # hooks are not serialized
+        restore_vectors(doc)
+        np.testing.assert_array_equal(doc.tensor, original.tensor)
+        if len(doc):
+            np.testing.assert_array_equal(doc[0].vector, original[0].vector)
+            assert doc[0].similarity(docs[0][0]) == pytest.approx(original[0].similarity(docs[0][0]), abs=1e-7)
+    bank_a, bank_b = loaded[0][1], loaded[2][6]
+    assert bank_a.text == bank_b.text == "bank"
+    assert bank_a.similarity(bank_b) < 0.999
+
+
+def test_doc_to_bytes_keeps_tensor_and_layers(nlp: Language) -> None:
+    doc = nlp(TEXTS[0])
+    with pytest.warns(UserWarning, match="W109"):  # spaCy: user hooks are not serialized
+        data = doc.to_bytes()
+    copy = Doc(nlp.vocab).from_bytes(data)
+    np.testing.assert_array_equal(copy.tensor, doc.tensor)
+    np.testing.assert_array_equal(copy._.elmo["layers"], doc._.elmo["layers"])
+    restore_vectors(copy)
+    assert copy[1].similarity(doc[1]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_restore_without_data_is_a_clear_error() -> None:
+    doc = spacy.blank("en")("no elmo here")
+    with pytest.raises(ElmoError, match="restore_vectors: the Doc has no ELMo data"):
+        restore_vectors(doc)
+
+
+def test_pipe_with_two_processes(nlp: Language) -> None:
+    texts = TEXTS * 3
+    expected = [nlp(text) for text in texts]
+    docs = list(nlp.pipe(texts, n_process=2, batch_size=2))
+    assert [d.text for d in docs] == texts
+    for doc, single in zip(docs, expected, strict=True):
+        np.testing.assert_allclose(doc.tensor, single.tensor, atol=1e-5)
+        assert doc._.elmo["layers"].shape == (N_LAYERS, len(doc), LAYER_WIDTH)
+        restore_vectors(doc)
+        if len(doc):
+            np.testing.assert_allclose(doc[0].vector, single[0].vector, atol=1e-5)

@@ -1,0 +1,243 @@
+"""Training ner and textcat on ELMo through listeners, inline variants and replace_listeners."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import spacy
+import torch
+from spacy.language import Language
+from spacy.training import Example
+from spacy.util import fix_random_seed, minibatch
+from thinc.api import Model, set_dropout_rate
+
+from spacy_elmo.listener import ElmoListener, elmo_scalar_mix
+from spacy_elmo.thinc_model import get_bilm
+
+from .elmo_helpers import (
+    LAYER_WIDTH,
+    weights_dir_fixture,  # noqa: F401  (pytest fixtures)
+)
+from .training_data import ner_examples, textcat_examples
+
+LISTENER = {"@architectures": "spacy_elmo.ElmoListener.v1", "upstream": "elmo", "width": 32}
+NER_MODEL = {
+    "@architectures": "spacy.TransitionBasedParser.v2",
+    "state_type": "ner",
+    "extra_state_tokens": False,
+    "hidden_width": 32,
+    "maxout_pieces": 2,
+    "use_upper": True,
+    "tok2vec": LISTENER,
+}
+TEXTCAT_MODEL = {
+    "@architectures": "spacy.TextCatReduce.v1",
+    "exclusive_classes": True,
+    "use_reduce_first": False,
+    "use_reduce_last": False,
+    "use_reduce_max": True,
+    "use_reduce_mean": True,
+    "tok2vec": LISTENER,
+}
+
+
+def bilm_state(nlp: Language) -> dict[str, torch.Tensor]:
+    bilm = get_bilm(nlp.get_pipe("elmo").model)
+    assert bilm is not None
+    return {name: tensor.detach().clone() for name, tensor in bilm.state_dict().items()}
+
+
+def train(
+    nlp: Language,
+    examples: list[Example],
+    component: str,
+    epochs: int,
+    learn_rate: float = 0.01,
+    drop: float = 0.1,
+    batch_size: int = 8,
+) -> list[float]:
+    """Per-epoch loss of ``component``."""
+    fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = learn_rate
+    history = []
+    for _ in range(epochs):
+        random.shuffle(examples)
+        losses: dict[str, float] = {}
+        for batch in minibatch(examples, size=batch_size):
+            nlp.update(batch, sgd=optimizer, losses=losses, drop=drop)
+        history.append(float(losses[component]))
+    return history
+
+
+def ner_pipeline(weights_dir: Path, frozen: bool = True) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"weights": str(weights_dir), "frozen": frozen})
+    nlp.add_pipe("ner", config={"model": NER_MODEL})
+    return nlp
+
+
+def test_ner_trains_on_a_frozen_elmo(weights_dir: Path) -> None:
+    nlp = ner_pipeline(weights_dir)
+    examples = ner_examples(nlp)
+    nlp.initialize(lambda: examples)
+    before = bilm_state(nlp)
+    history = train(nlp, examples, "ner", epochs=10)
+    assert history[-1] < 0.5 * history[0], history
+    after = bilm_state(nlp)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the listener's own scalar mix learned something
+    mix = next(node for node in nlp.get_pipe("ner").model.walk() if node.name == "elmo_scalar_mix")
+    assert not np.allclose(mix.get_param("W"), 0.0)
+    doc = nlp("Angela Merkel visited Paris on Monday.")
+    assert doc.tensor.shape == (7, LAYER_WIDTH)
+    scores = nlp.evaluate(ner_examples(nlp))
+    assert scores["ents_f"] > 0.5, scores
+
+
+def test_training_with_elmo_as_a_frozen_annotating_component(weights_dir: Path) -> None:
+    # spaCy's [training] frozen_components + annotating_components: elmo.update never runs,
+    # the listener reads what the component set on the Docs.
+    nlp = ner_pipeline(weights_dir)
+    examples = ner_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    listener = next(n for n in nlp.get_pipe("ner").model.walk() if isinstance(n, ElmoListener))
+    history = []
+    for _ in range(6):
+        losses: dict[str, float] = {}
+        for batch in minibatch(examples, size=8):
+            nlp.update(batch, sgd=optimizer, losses=losses, exclude=["elmo"], annotates=["elmo"])
+        history.append(losses["ner"])
+    assert listener._batch_id is None and "elmo" not in losses
+    assert history[-1] < history[0], history
+
+
+def test_fine_tuning_changes_the_bilm(weights_dir: Path) -> None:
+    nlp = ner_pipeline(weights_dir, frozen=False)
+    examples = ner_examples(nlp)[:16]
+    nlp.initialize(lambda: examples)
+    before = bilm_state(nlp)
+    history = train(nlp, examples, "ner", epochs=6, learn_rate=0.003)
+    after = bilm_state(nlp)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert "lstm.forward_layers.0.input_weight" in changed and "token_encoder.projection_weight" in changed
+    assert np.mean(history[-2:]) < np.mean(history[:2]), history
+
+
+def test_textcat_trains_on_elmo(weights_dir: Path) -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"weights": str(weights_dir)})
+    no_projection = {**TEXTCAT_MODEL, "tok2vec": {**LISTENER, "width": None}}
+    nlp.add_pipe("textcat", config={"model": no_projection})
+    examples = textcat_examples(nlp)
+    # The fixture biLM is a tiny test model whose features differ little between these
+    # sentences (spaCy's HashEmbedCNN fits them in a few epochs): progress is slow but real.
+    history = train(nlp, examples, "textcat", epochs=30, learn_rate=0.03, drop=0.0)
+    assert np.mean(history[-5:]) < 0.8 * np.mean(history[:5]), history
+    scores = nlp.evaluate(textcat_examples(nlp))
+    assert scores["cats_score"] > 0.6, scores
+
+
+def test_prediction_computes_what_training_computed(weights_dir: Path) -> None:
+    nlp = ner_pipeline(weights_dir)
+    examples = ner_examples(nlp)
+    train(nlp, examples, "ner", epochs=2)
+    elmo = nlp.get_pipe("elmo")
+    head = next(n for n in nlp.get_pipe("ner").model.walk() if n.layers and isinstance(n.layers[0], ElmoListener))
+    listener = head.layers[0]
+    texts = ["Serena Williams won the final in Melbourne.", "", "Toyota builds trucks in Japan."]
+    set_dropout_rate(head, 0.0)
+    docs = [nlp.make_doc(t) for t in texts]
+    outputs, _ = elmo.model.begin_update(docs)
+    listener.receive(ElmoListener.get_batch_id(docs), outputs, lambda d: [])
+    trained, _ = head.begin_update(docs)
+    predicted = head.predict(list(elmo.pipe(nlp.make_doc(t) for t in texts)))
+    assert len(trained) == len(predicted) == 3
+    for a, b in zip(trained, predicted, strict=True):
+        assert a.shape == b.shape and a.shape[1] == 32
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # Docs that never went through the elmo component are computed by the linked upstream.
+    unannotated = head.predict([nlp.make_doc(t) for t in texts])
+    for a, b in zip(unannotated, predicted, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_replace_listeners_gives_the_same_predictions_and_saves(weights_dir: Path, tmp_path: Path) -> None:
+    nlp = ner_pipeline(weights_dir)
+    examples = ner_examples(nlp)
+    train(nlp, examples, "ner", epochs=6)
+    texts = [eg.reference.text for eg in examples[:8]]
+    expected = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+    nlp.replace_listeners("elmo", "ner", ["model.tok2vec"])
+    assert nlp.get_pipe("elmo").listeners == []
+    assert nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy_elmo.Elmo.v1"
+    nlp.remove_pipe("elmo")
+    got = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+    assert got == expected
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == expected
+
+
+def test_inline_elmo_as_tok2vec_embed(weights_dir: Path) -> None:
+    nlp = spacy.blank("en")
+    embed = {"@architectures": "spacy_elmo.Elmo.v1", "weights": str(weights_dir), "width": 24}
+    encode = {
+        "@architectures": "spacy.MaxoutWindowEncoder.v2",
+        "width": 24,
+        "depth": 1,
+        "window_size": 1,
+        "maxout_pieces": 2,
+    }
+    nlp.add_pipe("tok2vec", config={"model": {"@architectures": "spacy.Tok2Vec.v2", "embed": embed, "encode": encode}})
+    nlp.initialize()
+    doc = nlp("Inline ELMo feeds a spaCy tok2vec .")
+    assert doc.tensor.shape == (7, 24)
+    assert np.isfinite(doc.tensor).all() and np.abs(doc.tensor).sum() > 0
+
+
+def test_listener_trained_on_other_weights_is_a_clear_error(weights_dir: Path) -> None:
+    mix = elmo_scalar_mix()
+    mix.initialize(X=[np.zeros((3, 2, 64), dtype="f")])
+    with pytest.raises(ValueError, match=r"built for 3 layers 64 wide.*'weights' setting"):
+        mix.predict([np.zeros((3, 2, LAYER_WIDTH), dtype="f")])
+
+
+def test_scalar_mix_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(0)
+    mix: Model = elmo_scalar_mix()
+    inputs = [rng.normal(size=(3, n, 4)).astype("float64") for n in (2, 5)]
+    mix.initialize(X=inputs)
+    mix.set_param("W", np.array([0.3, -0.2, 0.1]))
+    mix.set_param("gamma", np.array([1.7]))
+    d_out = [rng.normal(size=(n, 4)) for n in (2, 5)]
+
+    def loss() -> float:
+        outputs = mix.predict(inputs)
+        return float(sum((o * d).sum() for o, d in zip(outputs, d_out, strict=True)))
+
+    _, backprop = mix.begin_update(inputs)
+    d_inputs = backprop(d_out)
+    eps = 1e-6
+    for name in ("W", "gamma"):
+        param = mix.get_param(name).copy()
+        numeric = np.zeros_like(param)
+        for i in range(param.size):
+            for sign in (1, -1):
+                shifted = param.copy()
+                shifted[i] += sign * eps
+                mix.set_param(name, shifted)
+                numeric[i] += sign * loss() / (2 * eps)
+        mix.set_param(name, param)
+        np.testing.assert_allclose(mix.get_grad(name), numeric, rtol=1e-5, atol=1e-7)
+    original = inputs[1][2, 3, 1]
+    inputs[1][2, 3, 1] = original + eps
+    plus = loss()
+    inputs[1][2, 3, 1] = original - eps
+    minus = loss()
+    inputs[1][2, 3, 1] = original
+    assert d_inputs[1][2, 3, 1] == pytest.approx((plus - minus) / (2 * eps), rel=1e-5)
