@@ -37,7 +37,7 @@ class ElmoListener(Model):
     name = "elmo_listener"
 
     def __init__(self, upstream_name: str) -> None:
-        Model.__init__(self, name=self.name, forward=listener_forward, dims={"nL": None, "nI": None})
+        Model.__init__(self, name=self.name, forward=listener_forward, dims={})
         self.upstream_name = upstream_name
         self._batch_id: int | None = None
         self._outputs: list[Floats3d] | None = None
