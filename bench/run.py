@@ -33,7 +33,7 @@ FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
 # name: (lstm dim C, projection dim P, highway layers), as the official models (elmo-format.md §15)
 MODELS = {"small": (1024, 128, 1), "medium": (2048, 256, 1), "original": (4096, 512, 2)}
 # Sentences per timed run: (full, --quick), by batch size 1 and otherwise.
-SENTENCES = {"batch1": (16, 6), "batched": (128, 48)}
+SENTENCES = {"batch1": (16, 4), "batched": (128, 32)}
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -243,7 +243,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def check_allennlp(python: str) -> str | None:
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import worker; worker.stub_torchvision(); import allennlp.modules.elmo"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import worker; "
+        "worker.stub_torchvision(); import allennlp.modules.elmo"
+    )
     done = subprocess.run([python, "-c", code, str(BENCH_DIR)], capture_output=True, text=True)
     return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["unknown error"])[-1]
 
@@ -302,11 +305,16 @@ def main() -> None:
                 if "allennlp" in result:
                     line += f", allennlp {rate(result['allennlp']['tokens_per_s'])} tok/s, {result['speedup']:.2f}x"
                 print(line, flush=True)
-    report["load_after"] = load_average()
-    table = markdown(report)
-    (args.out / f"bench-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"bench-{stamp}.md").write_text(table)
-    print(table)
+                report["load_after"] = load_average()
+                write_report(report, args.out / f"bench-{stamp}")  # after each configuration
+    print(markdown(report))
+
+
+def write_report(report: dict[str, Any], stem: Path) -> None:
+    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", markdown(report))):
+        tmp = stem.with_name(stem.name + suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(stem.with_name(stem.name + suffix))
 
 
 if __name__ == "__main__":
