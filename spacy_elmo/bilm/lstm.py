@@ -112,8 +112,10 @@ class ProjectedLstmLayer(nn.Module):
 INPUT_GATES_BUDGET_BYTES = 32 * 2**20
 
 
-def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int = INPUT_GATES_BUDGET_BYTES) -> int:
-    """Time steps whose ``(rows, steps, gate_dim)`` input gates fit in ``budget`` bytes (at least 1)."""
+def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | None = None) -> int:
+    """Time steps whose ``(rows, steps, gate_dim)`` input gates fit in ``budget`` bytes
+    (default ``INPUT_GATES_BUDGET_BYTES``); at least 1."""
+    budget = INPUT_GATES_BUDGET_BYTES if budget is None else budget
     return max(1, budget // max(1, rows * gate_dim * itemsize))
 
 

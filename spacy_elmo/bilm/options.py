@@ -113,7 +113,9 @@ class ElmoOptions:
             if not ok:
                 raise fail(f"'char_cnn.filters[{k}]' must be [width, n_out] with positive integers, found {pair!r}")
             if pair[0] > MAX_CHARACTERS_PER_TOKEN:
-                raise fail(f"'char_cnn.filters[{k}]' has width {pair[0]}, wider than {MAX_CHARACTERS_PER_TOKEN} characters")
+                raise fail(
+                    f"'char_cnn.filters[{k}]' has width {pair[0]}, wider than {MAX_CHARACTERS_PER_TOKEN} characters"
+                )
             filters.append((int(pair[0]), int(pair[1])))
 
         activation = cnn.get("activation", "relu")

@@ -79,7 +79,9 @@ def weight_entries(options: ElmoOptions) -> Iterator[WeightEntry]:
         for layer in range(options.n_layers):
             prefix = f"lstm.{stack}.{layer}"
             # W_0 holds the input rows [:P] and the recurrent rows [P:]; see _split_w0.
-            yield WeightEntry(_lstm_path(direction, layer, "W_0"), (2 * P, 4 * C), f"{prefix}.input_weight+hidden_weight")
+            yield WeightEntry(
+                _lstm_path(direction, layer, "W_0"), (2 * P, 4 * C), f"{prefix}.input_weight+hidden_weight"
+            )
             yield WeightEntry(_lstm_path(direction, layer, "B"), (4 * C,), f"{prefix}.bias")
             yield WeightEntry(_lstm_path(direction, layer, "W_P_0"), (C, P), f"{prefix}.projection_weight")
 
@@ -106,10 +108,14 @@ def _check_extra_layers(path: Path, handle: h5py.File, options: ElmoOptions, opt
     ]
     for dataset, setting in checks:
         if dataset in handle:
-            raise _fail(path, f"has dataset '{dataset}', but {options_name} says {setting}: options and weights disagree")
+            raise _fail(
+                path, f"has dataset '{dataset}', but {options_name} says {setting}: options and weights disagree"
+            )
 
 
-def read_weight_arrays(weight_file: str | Path, options: ElmoOptions, options_name: str = "options") -> tuple[ElmoOptions, dict[str, np.ndarray]]:
+def read_weight_arrays(
+    weight_file: str | Path, options: ElmoOptions, options_name: str = "options"
+) -> tuple[ElmoOptions, dict[str, np.ndarray]]:
     """Read and check every dataset; returns the options (projection settled) and the arrays.
 
     Raises ``ElmoWeightsError`` naming the file, the dataset and expected vs found shape.
@@ -122,7 +128,9 @@ def read_weight_arrays(weight_file: str | Path, options: ElmoOptions, options_na
         arrays: dict[str, np.ndarray] = {}
         for entry in weight_entries(options):
             if entry.dataset not in handle:
-                raise _fail(path, f"missing dataset '{entry.dataset}' (expected shape {entry.shape} from {options_name})")
+                raise _fail(
+                    path, f"missing dataset '{entry.dataset}' (expected shape {entry.shape} from {options_name})"
+                )
             dataset = handle[entry.dataset]
             if not isinstance(dataset, h5py.Dataset):
                 raise _fail(path, f"'{entry.dataset}' is a group, expected a dataset of shape {entry.shape}")
