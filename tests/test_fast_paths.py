@@ -157,15 +157,15 @@ def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -
 
 def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Input-gate memory depends on the byte budget and the batch, not on the input's length."""
-    assert lstm_module.steps_per_chunk(32, 4 * 4096) == 16  # Original, batch 32: 32 MB
-    assert lstm_module.steps_per_chunk(1, 4 * 4096) == 512
+    assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 4  # Original, batch 32, both directions: 16 MB
+    assert lstm_module.steps_per_chunk(2, 4 * 4096) == 128
     assert lstm_module.steps_per_chunk(10**6, 4 * 4096) == 1
     sentences = fixture_sentences()[:6]
     char_ids = batch_to_char_ids(sentences)
     model = fixture_model()
     whole = fast_layers(model, char_ids)
     gate_dim = 4 * model.options.lstm_dim
-    monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * len(sentences) * gate_dim * 4)
+    monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * 2 * len(sentences) * gate_dim * 4)
     allocated: list[tuple[int, ...]] = []
     original_addmm = torch.addmm
 

@@ -109,7 +109,7 @@ class ProjectedLstmLayer(nn.Module):
 
 # Bytes of input-gate pre-activations the inference path computes at once; bounds its
 # memory for long inputs (the reference path computes them for all steps at once).
-INPUT_GATES_BUDGET_BYTES = 32 * 2**20
+INPUT_GATES_BUDGET_BYTES = 16 * 2**20
 
 
 def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | None = None) -> int:
@@ -143,7 +143,7 @@ def run_directions_inference(
     cell = torch.stack([initial[0][1], initial[1][1]])  # (2, rows, C), updated in place
     hidden = torch.stack([initial[0][0], initial[1][0]])  # (2, rows, P)
     biases = [layer.bias + layer.forget_offset for layer in layers]
-    chunk = steps_per_chunk(batch, 4 * C, inputs[0].element_size())
+    chunk = steps_per_chunk(2 * batch, 4 * C, inputs[0].element_size())  # both directions
     input_gates = inputs[0].new_empty(0)
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []

@@ -15,8 +15,8 @@ from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS
 from .options import ElmoOptions
 
 # Tokens encoded per CNN call; bounds the (chunk, n_out, 50) activations
-# (Original model: at most 46 MB for the widest filter).
-DEFAULT_CHUNK_TOKENS = 256
+# (Original model: at most 23 MB for the widest filter).
+DEFAULT_CHUNK_TOKENS = 128
 # Word vectors kept by the inference cache (Original model: 2 KB each).
 DEFAULT_CACHE_WORDS = 20_000
 
