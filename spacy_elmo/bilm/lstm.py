@@ -107,6 +107,91 @@ class ProjectedLstmLayer(nn.Module):
         return outputs.transpose(0, 1), final
 
 
+# Bytes of input-gate pre-activations the inference path computes at once; bounds its
+# memory for long inputs (the reference path computes them for all steps at once).
+INPUT_GATES_BUDGET_BYTES = 16 * 2**20
+
+
+def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | None = None) -> int:
+    """Time steps whose ``(rows, steps, gate_dim)`` input gates fit in ``budget`` bytes
+    (default ``INPUT_GATES_BUDGET_BYTES``); at least 1."""
+    budget = INPUT_GATES_BUDGET_BYTES if budget is None else budget
+    return max(1, budget // max(1, rows * gate_dim * itemsize))
+
+
+def run_directions_inference(
+    layers: tuple[ProjectedLstmLayer, ProjectedLstmLayer],
+    inputs: tuple[torch.Tensor, torch.Tensor],
+    lengths: list[int],
+    initial: tuple[State, State],
+) -> tuple[list[torch.Tensor], list[State]]:
+    """Both directions' ``ProjectedLstmLayer.forward`` at once, without autograd (same results).
+
+    Each direction keeps its own weights; the two run in step, sharing gate, cell
+    and output buffers, so every elementwise operation covers both. Hidden states
+    are written straight into the output buffer, the cell state is updated in
+    place, and the input gates are computed a chunk of steps at a time.
+
+    Returns:
+        per direction the outputs ``(B, T, P)`` and the final ``(h, c)``.
+    """
+    first = layers[0]
+    batch, steps, in_dim = inputs[0].shape
+    C, P = first.cell_dim, first.projection_dim
+    cell_clip, proj_clip = first.cell_clip, first.proj_clip
+    outputs = inputs[0].new_zeros(2, steps, batch, P)
+    cell = torch.stack([initial[0][1], initial[1][1]])  # (2, rows, C), updated in place
+    hidden = torch.stack([initial[0][0], initial[1][0]])  # (2, rows, P)
+    biases = [layer.bias + layer.forget_offset for layer in layers]
+    chunk = steps_per_chunk(2 * batch, 4 * C, inputs[0].element_size())  # both directions
+    input_gates = inputs[0].new_empty(0)
+    final_h: list[torch.Tensor] = []
+    final_c: list[torch.Tensor] = []
+    active = batch
+    for t in range(steps):
+        still = active
+        while still > 0 and lengths[still - 1] <= t:
+            still -= 1
+        if still < active:
+            # Rows [still, active) have ended: their state is final.
+            final_h.append(hidden[:, still:active])
+            final_c.append(cell[:, still:active])
+            hidden, cell, active = hidden[:, :still], cell[:, :still], still
+        if active == 0:
+            break
+        offset = t % chunk
+        if offset == 0:
+            # (2, steps of this chunk, rows, 4C): each step's slice per direction is contiguous,
+            # so the recurrent product is added in place.
+            stop = min(steps, t + chunk)
+            input_gates = inputs[0].new_empty(2, stop - t, active, 4 * C)
+            for d in range(2):
+                step_major = inputs[d][:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
+                torch.addmm(biases[d], step_major, layers[d].input_weight, out=input_gates[d].view(-1, 4 * C))
+        step_gates = input_gates[:, offset, :active]
+        for d in range(2):
+            step_gates[d].addmm_(hidden[d], layers[d].hidden_weight)
+        # TF gate order i, j, f, o
+        step_gates[:, :, :C].sigmoid_()
+        step_gates[:, :, C : 2 * C].tanh_()
+        step_gates[:, :, 2 * C :].sigmoid_()
+        i, j, f, o = step_gates.split(C, dim=2)
+        cell.mul_(f).addcmul_(i, j)
+        if cell_clip is not None:
+            cell.clamp_(-cell_clip, cell_clip)
+        o.mul_(torch.tanh(cell))  # o now holds m = o * tanh(c)
+        hidden = outputs[:, t, :active]
+        for d in range(2):
+            torch.mm(o[d], layers[d].projection_weight, out=hidden[d])
+        if proj_clip is not None:
+            hidden.clamp_(-proj_clip, proj_clip)
+    final_h.append(hidden)
+    final_c.append(cell)
+    # Pieces were collected from the shortest rows back to the longest.
+    h_all, c_all = torch.cat(final_h[::-1], dim=1), torch.cat(final_c[::-1], dim=1)
+    return [outputs[d].transpose(0, 1) for d in range(2)], [(h_all[d], c_all[d]) for d in range(2)]
+
+
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each row's valid prefix of ``x (B, T, D)``; the padding stays put."""
     steps = x.shape[1]
@@ -197,9 +282,20 @@ class ElmoLstm(nn.Module):
         finals_forward: list[State] = []
         finals_backward: list[State] = []
         layer_outputs: list[torch.Tensor] = []
+        # Without gradients to track, a faster path that gives the same values.
+        fast = not torch.is_grad_enabled() or not (
+            inputs.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
         for layer in range(self.n_layers):
-            out_f, final_f = self.forward_layers[layer](x_forward, sorted_lengths, initial[layer])
-            out_b, final_b = self.backward_layers[layer](x_backward, sorted_lengths, initial[self.n_layers + layer])
+            forward_layer, backward_layer = self.forward_layers[layer], self.backward_layers[layer]
+            initial_f, initial_b = initial[layer], initial[self.n_layers + layer]
+            if fast:
+                (out_f, out_b), (final_f, final_b) = run_directions_inference(
+                    (forward_layer, backward_layer), (x_forward, x_backward), sorted_lengths, (initial_f, initial_b)
+                )
+            else:
+                out_f, final_f = forward_layer(x_forward, sorted_lengths, initial_f)
+                out_b, final_b = backward_layer(x_backward, sorted_lengths, initial_b)
             if self.use_skip_connections and layer > 0:
                 out_f = out_f + x_forward
                 out_b = out_b + x_backward

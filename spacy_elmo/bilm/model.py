@@ -12,7 +12,7 @@ from torch import nn
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
 from .lstm import ElmoLstm
 from .options import ElmoOptions
-from .token_encoder import TokenEncoder
+from .token_encoder import TokenEncoder, WordVectorCache
 
 StateMode = Literal["reset", "stateful"]
 STATE_MODES: tuple[str, ...] = ("reset", "stateful")
@@ -60,6 +60,7 @@ class ElmoBiLM(nn.Module):
         self.state = check_state_mode(state)
         self.token_encoder = TokenEncoder(options)
         self.lstm = ElmoLstm(options)
+        self.word_cache = WordVectorCache()
         self.register_buffer("bos_ids", torch.from_numpy(BOS_IDS.copy()), persistent=False)
         self.register_buffer("eos_ids", torch.from_numpy(EOS_IDS.copy()), persistent=False)
 
@@ -79,6 +80,10 @@ class ElmoBiLM(nn.Module):
     def reset_states(self) -> None:
         """Zero the carried LSTM state of stateful mode."""
         self.lstm.reset_states()
+
+    def clear_caches(self) -> None:
+        """Empty the inference cache of word vectors (it also empties itself when weights change)."""
+        self.word_cache.clear()
 
     def embed_tokens(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Context-insensitive embeddings: ``(n, 50)`` char ids to ``(n, P)``."""
@@ -102,7 +107,9 @@ class ElmoBiLM(nn.Module):
         # Each distinct token is encoded once; <S> and </S> go first.
         tokens = torch.cat([self.bos_ids[None], self.eos_ids[None], char_ids[mask]])
         unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
-        embedded = self.token_encoder(unique)[inverse]
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.token_encoder.parameters())
+        encoded = self.token_encoder(unique) if needs_grad else self.word_cache.encode(self.token_encoder, unique)
+        embedded = encoded[inverse]
         dim = embedded.shape[1]
 
         rows = torch.arange(batch, device=self.device)

@@ -6,14 +6,19 @@ Weights are kept in bilm-tf's layout (``x @ W`` with ``W`` of shape
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
 from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS
 from .options import ElmoOptions
 
-# Tokens encoded per CNN call; bounds the (chunk, n_out, 50) activations.
-DEFAULT_CHUNK_TOKENS = 1024
+# Tokens encoded per CNN call; bounds the (chunk, n_out, 50) activations
+# (Original model: at most 23 MB for the widest filter).
+DEFAULT_CHUNK_TOKENS = 128
+# Word vectors kept by the inference cache (Original model: 2 KB each).
+DEFAULT_CACHE_WORDS = 20_000
 
 
 class CharacterCNN(nn.Module):
@@ -114,3 +119,59 @@ class TokenEncoder(nn.Module):
         if char_ids.shape[0] <= self.chunk_tokens:
             return self._encode_chunk(char_ids)
         return torch.cat([self._encode_chunk(chunk) for chunk in char_ids.split(self.chunk_tokens)])
+
+
+def _weights_key(module: nn.Module) -> tuple[object, ...]:
+    """Changes whenever a parameter is replaced or updated in place (its version counter)."""
+    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in module.parameters())
+
+
+class WordVectorCache:
+    """An LRU cache of context-insensitive token vectors, for inference.
+
+    Keys are a token's 50 character ids. The cache empties itself when the
+    encoder's weights change (``load_state_dict``, an optimizer step, ``.to()``),
+    so it never serves stale vectors. Use it only where no gradient is needed.
+    """
+
+    def __init__(self, max_words: int = DEFAULT_CACHE_WORDS) -> None:
+        if max_words < 0:
+            raise ValueError(f"max_words must be >= 0, found {max_words}")
+        self.max_words = max_words
+        self._vectors: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._weights_key: tuple[object, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def clear(self) -> None:
+        self._vectors.clear()
+        self._weights_key = None
+
+    def encode(self, encoder: TokenEncoder, char_ids: torch.Tensor) -> torch.Tensor:
+        """``encoder(char_ids)`` for distinct rows ``(n, 50)``, encoding only the rows not cached."""
+        if self.max_words == 0:
+            return encoder(char_ids)
+        key = _weights_key(encoder)
+        if key != self._weights_key:
+            self._vectors.clear()
+            self._weights_key = key
+        words = [row.tobytes() for row in char_ids.to(device="cpu", dtype=torch.int16).numpy()]
+        vectors: list[torch.Tensor | None] = []
+        missing: list[int] = []
+        for k, word in enumerate(words):
+            vector = self._vectors.get(word)
+            if vector is None:
+                missing.append(k)
+            else:
+                self._vectors.move_to_end(word)
+            vectors.append(vector)
+        if missing:
+            index = torch.tensor(missing, device=char_ids.device)
+            for k, vector in zip(missing, encoder(char_ids[index]), strict=True):
+                vector = vector.clone()
+                vectors[k] = vector
+                self._vectors[words[k]] = vector
+            while len(self._vectors) > self.max_words:
+                self._vectors.popitem(last=False)
+        return torch.stack(vectors)  # type: ignore[arg-type]

@@ -1,0 +1,181 @@
+"""The inference path (taken without autograd) against the reference path and the fixture,
+its caches' invalidation, and the chunking that bounds its memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import spacy_elmo.bilm.lstm as lstm_module
+from spacy_elmo import load_bilm
+from spacy_elmo.bilm.chars import batch_to_char_ids
+from spacy_elmo.bilm.model import ElmoBiLM
+from spacy_elmo.bilm.token_encoder import TokenEncoder, WordVectorCache
+
+FIXTURE = Path(__file__).parent / "fixtures" / "elmo"
+TOLERANCE = 1e-6
+
+
+def fixture_model(state: str = "reset") -> ElmoBiLM:
+    return load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", state=state)
+
+
+def fixture_sentences() -> list[list[str]]:
+    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    return [sentence.split() for stream in streams for sentence in stream]
+
+
+def reference_layers(model: ElmoBiLM, char_ids: torch.Tensor) -> torch.Tensor:
+    """The autograd path: gradients enabled and the parameters require them."""
+    assert all(p.requires_grad for p in model.parameters())
+    with torch.enable_grad():
+        layers = model(char_ids).layers
+    assert layers.grad_fn is not None
+    return layers.detach()
+
+
+def fast_layers(model: ElmoBiLM, char_ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        layers = model(char_ids).layers
+    assert layers.grad_fn is None
+    return layers
+
+
+@pytest.mark.parametrize("state", ["reset", "stateful"])
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_fast_path_equals_reference_path(state: str, batch_size: int) -> None:
+    sentences = fixture_sentences()
+    fast_model, reference_model = fixture_model(state), fixture_model(state)
+    worst = 0.0
+    for start in range(0, len(sentences), batch_size):
+        char_ids = batch_to_char_ids(sentences[start : start + batch_size])
+        fast = fast_layers(fast_model, char_ids)
+        reference = reference_layers(reference_model, char_ids)
+        assert fast.shape == reference.shape
+        worst = max(worst, (fast - reference).abs().max().item())
+        if state == "stateful":  # the carried states agree too
+            for (h_fast, c_fast), (h_ref, c_ref) in zip(
+                fast_model.lstm._states, reference_model.lstm._states, strict=True
+            ):
+                worst = max(worst, (h_fast - h_ref).abs().max().item(), (c_fast - c_ref).abs().max().item())
+    assert worst < TOLERANCE
+
+
+def test_fast_path_reproduces_the_reference_fixture() -> None:
+    """Stateful, batch 3, stream k in row k: AllenNLP's expected top layer within 1e-6."""
+    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    model = fixture_model("stateful")
+    worst = 0.0
+    for i in range(len(streams[0])):
+        outputs = model.embed_sentences([stream[i].split() for stream in streams], batch_size=3)
+        for k, output in enumerate(outputs):
+            with h5py.File(FIXTURE / f"lm_embeddings_{k}.hdf5", "r") as handle:
+                expected = handle[str(i)][...]
+            top = np.concatenate([expected[0], expected[1]], axis=-1)
+            worst = max(worst, float(np.abs(output[2] - top).max()))
+    assert worst < TOLERANCE
+
+
+def test_gradients_flow_through_the_default_path() -> None:
+    model = fixture_model()
+    char_ids = batch_to_char_ids(fixture_sentences()[:4])
+    model(char_ids).layers.sum().backward()
+    for name in (
+        "lstm.forward_layers.1.hidden_weight",
+        "lstm.backward_layers.0.input_weight",
+        "token_encoder.cnn.embedding.weight",
+    ):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum().item() > 0, name
+
+
+def test_word_cache_is_dropped_after_load_state_dict() -> None:
+    model, other = fixture_model(), fixture_model()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(0.5)
+    char_ids = batch_to_char_ids(fixture_sentences()[:5])
+    before = fast_layers(model, char_ids)
+    assert len(model.word_cache) > 0
+    model.load_state_dict(other.state_dict())
+    after = fast_layers(model, char_ids)
+    expected = reference_layers(other, char_ids)
+    assert (after - expected).abs().max().item() < TOLERANCE
+    assert (after - before).abs().max().item() > 1e-3
+
+
+def test_word_cache_is_dropped_after_an_optimizer_step() -> None:
+    model = fixture_model()
+    char_ids = batch_to_char_ids(fixture_sentences()[:5])
+    before = fast_layers(model, char_ids)
+    optimizer = torch.optim.SGD(model.token_encoder.parameters(), lr=0.5)
+    model(char_ids).layers[0].pow(2).sum().backward()
+    optimizer.step()
+    after = fast_layers(model, char_ids)
+    model.clear_caches()
+    assert len(model.word_cache) == 0
+    uncached = fast_layers(model, char_ids)
+    assert torch.equal(after, uncached)
+    assert (after - before).abs().max().item() > 1e-4
+
+
+def test_word_cache_is_a_bounded_lru() -> None:
+    encoder = fixture_model().token_encoder
+    words = [f"word{k}" for k in range(8)]
+    char_ids = batch_to_char_ids([words])[0]
+    cache = WordVectorCache(max_words=5)
+    with torch.no_grad():
+        expected = encoder(char_ids)
+        first = cache.encode(encoder, char_ids)
+        assert len(cache) == 5
+        again = cache.encode(encoder, char_ids[5:])  # the most recent five are cached
+    assert torch.allclose(first, expected, atol=TOLERANCE, rtol=0)
+    assert torch.equal(again, first[5:])
+    assert len(cache) == 5
+
+
+def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CNN's per-position activations exist for at most ``chunk_tokens`` tokens at a time."""
+    model = fixture_model()
+    encoder: TokenEncoder = model.token_encoder
+    char_ids = batch_to_char_ids([[f"t{k}" for k in range(50)]])[0]
+    with torch.no_grad():
+        whole = encoder(char_ids)
+        seen: list[int] = []
+        original = encoder._encode_chunk
+        monkeypatch.setattr(encoder, "_encode_chunk", lambda ids: seen.append(ids.shape[0]) or original(ids))
+        encoder.chunk_tokens = 16
+        chunked = encoder(char_ids)
+    assert seen == [16, 16, 16, 2]
+    assert torch.allclose(chunked, whole, atol=TOLERANCE, rtol=0)
+
+
+def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Input-gate memory depends on the byte budget and the batch, not on the input's length."""
+    assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 4  # Original, batch 32, both directions: 16 MB
+    assert lstm_module.steps_per_chunk(2, 4 * 4096) == 128
+    assert lstm_module.steps_per_chunk(10**6, 4 * 4096) == 1
+    sentences = fixture_sentences()[:6]
+    char_ids = batch_to_char_ids(sentences)
+    model = fixture_model()
+    whole = fast_layers(model, char_ids)
+    gate_dim = 4 * model.options.lstm_dim
+    monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * 2 * len(sentences) * gate_dim * 4)
+    allocated: list[tuple[int, ...]] = []
+    original_addmm = torch.addmm
+
+    def spy_addmm(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if "out" in kwargs:
+            allocated.append(tuple(kwargs["out"].shape))
+        return original_addmm(*args, **kwargs)
+
+    monkeypatch.setattr(lstm_module.torch, "addmm", spy_addmm)
+    chunked = fast_layers(model, char_ids)
+    monkeypatch.undo()
+    assert allocated and max(rows for rows, _ in allocated) <= 3 * len(sentences)
+    assert (chunked - whole).abs().max().item() < TOLERANCE
