@@ -167,7 +167,7 @@ def test_sampled_softmax_agrees_with_full_softmax_on_a_confident_model() -> None
     with torch.no_grad():
         model.softmax_weight.zero_()
     # Uniform logits: the exact loss is log V.
-    assert float(model.target_loss(hidden, targets, exact=True)) == pytest.approx(np.log(16), rel=1e-6)
+    assert float(model.target_loss(hidden, targets, exact=True).detach()) == pytest.approx(np.log(16), rel=1e-6)
 
 
 # ---------------------------------------------------------------------- training runs
@@ -398,3 +398,12 @@ def test_torchrun_two_processes_average_gradients(corpus: tuple[Path, Path], tmp
     assert not torch.allclose(trained["softmax_weight"], rank0_only["softmax_weight"], atol=1e-4)
     assert read_log(output)[-1]["step"] == n_steps
     assert load_bilm(output / "options.json", output / "weights.hdf5").options.projection_dim == 16
+
+
+def test_evaluate_command_matches_the_logged_dev_perplexity(
+    trained_run: Path, corpus: tuple[Path, Path], capsys
+) -> None:
+    _, dev = corpus
+    assert cli_main(["evaluate-pretrained", str(trained_run), str(dev), "--max-tokens", "2000"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dev_perplexity"] == pytest.approx(read_log(trained_run)[-1]["dev_perplexity"], rel=1e-6)

@@ -1,7 +1,8 @@
-"""Command line: ``pretrain TRAIN OUTPUT_DIR [...]`` and ``export-pretrained OUTPUT_DIR [--to DIR]``.
+"""Command line: ``pretrain TRAIN OUTPUT_DIR [...]``, ``export-pretrained OUTPUT_DIR [--to DIR]`` and
+``evaluate-pretrained OUTPUT_DIR TEXT``.
 
-The lead's ``python -m spacy_elmo`` wires ``add_pretrain_parser`` / ``add_export_parser`` in; this module
-also runs on its own: ``python -m spacy_elmo.pretrain.cli pretrain ...``.
+The lead's ``python -m spacy_elmo`` wires ``add_pretrain_parser``, ``add_export_parser`` and
+``add_evaluate_parser`` in; this module also runs on its own: ``python -m spacy_elmo.pretrain.cli pretrain ...``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,19 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``evaluate-pretrained``: exact forward/backward perplexity of a run's checkpoint on a text."""
+    parser = subparsers.add_parser(
+        "evaluate-pretrained", help="perplexity of a pretraining run's latest checkpoint on held-out text"
+    )
+    parser.add_argument("output_dir", help="the pretraining OUTPUT_DIR")
+    parser.add_argument("text", help="held-out text: a file or a directory of files")
+    parser.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N targets")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.set_defaults(func=run_evaluate)
+    return parser
+
+
 def run_pretrain(args: argparse.Namespace) -> int:
     from .train import PretrainConfig, pretrain
 
@@ -122,11 +136,23 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train import evaluate_text
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(evaluate_text(args.output_dir, args.text, args.max_tokens)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spacy_elmo.pretrain.cli")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_pretrain_parser(subparsers)
     add_export_parser(subparsers)
+    add_evaluate_parser(subparsers)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -538,15 +538,13 @@ def _truncate_log(path: Path, step: int) -> None:
     _atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8"))
 
 
-def export_checkpoint(output_dir: str | Path, to: str | Path | None = None) -> tuple[Path, Path]:
-    """Export the latest checkpoint of a run to ``options.json`` + ``weights.hdf5`` (in ``to`` or the run dir)."""
+def load_checkpoint(output_dir: str | Path) -> tuple[BiLMLanguageModel, Vocabulary, PretrainConfig]:
+    """The language model (with its softmax) of a run's latest checkpoint, in eval mode, its vocabulary and config."""
     output = Path(output_dir)
     config_path = output / CONFIG_NAME
     checkpoint = output / CHECKPOINT_DIR / MODEL_CHECKPOINT
     if not config_path.is_file() or not checkpoint.is_file():
-        raise PretrainError(
-            f"export: {output} is not a pretraining directory (expected {config_path} and {checkpoint})"
-        )
+        raise PretrainError(f"{output} is not a pretraining directory (expected {config_path} and {checkpoint})")
     config = PretrainConfig(**json.loads(config_path.read_text(encoding="utf-8")))
     settings = config.settings()
     vocab = Vocabulary.load(output / VOCAB_NAME)
@@ -562,10 +560,29 @@ def export_checkpoint(output_dir: str | Path, to: str | Path | None = None) -> t
         n_negative_samples=settings.n_negative_samples,
     )
     model.load_state_dict(saved["model"])
+    return model.eval(), vocab, config
+
+
+def export_checkpoint(output_dir: str | Path, to: str | Path | None = None) -> tuple[Path, Path]:
+    """Export the latest checkpoint of a run to ``options.json`` + ``weights.hdf5`` (in ``to`` or the run dir)."""
+    output = Path(output_dir)
+    model, vocab, config = load_checkpoint(output)
     manifest = json.loads((output / "data" / "train" / "manifest.json").read_text(encoding="utf-8"))
-    keys = _training_option_keys(settings, len(vocab), manifest["n_tokens"])
+    keys = _training_option_keys(config.settings(), len(vocab), manifest["n_tokens"])
     target = Path(to) if to is not None else output
     paths = export_model(model, target, keys)
     if target != output:
         vocab.save(target / VOCAB_NAME)
     return paths
+
+
+def evaluate_text(output_dir: str | Path, text: str | Path, max_tokens: int | None = None) -> dict[str, float]:
+    """Exact perplexities of a run's latest checkpoint on held-out ``text`` (tokenized as the run's text was)."""
+    import tempfile
+
+    model, vocab, config = load_checkpoint(output_dir)
+    settings = replace(config.settings(), dev_max_tokens=max_tokens)
+    tokenizer = SentenceTokenizer(config.lang, config.tokenizer)
+    with tempfile.TemporaryDirectory() as directory:
+        corpus = tokenize_corpus(text, directory, tokenizer, "evaluation text")
+        return evaluate(model, corpus, vocab, settings)
