@@ -407,3 +407,16 @@ def test_evaluate_command_matches_the_logged_dev_perplexity(
     assert cli_main(["evaluate-pretrained", str(trained_run), str(dev), "--max-tokens", "2000"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["dev_perplexity"] == pytest.approx(read_log(trained_run)[-1]["dev_perplexity"], rel=1e-6)
+
+
+@pytest.mark.parametrize("softmax", ["adaptive", "full"])
+def test_other_softmaxes_train_and_evaluate(corpus: tuple[Path, Path], tmp_path: Path, softmax: str) -> None:
+    train, dev = corpus
+    output = tmp_path / softmax
+    pretrain(tiny_config(train, output, dev, max_steps=30, eval_every=15, softmax=softmax))
+    log = read_log(output)
+    assert [entry["step"] for entry in log] == [15, 30]
+    # Better than the uniform distribution over the vocabulary (perplexity = its size) after 30 steps.
+    n_words = len(Vocabulary.load(output / "vocab.txt"))
+    assert all(1.0 < entry["dev_perplexity"] < 0.9 * n_words for entry in log)
+    assert json.loads((output / "config.json").read_text())["overrides"]["softmax"] == softmax

@@ -3,8 +3,8 @@
 A preset fixes the model sizes (``ElmoOptions``) and the training hyper-parameters; the command line can
 override the training ones. ``small``, ``medium`` and ``original`` are the sizes of the official ELMo
 models (13.6M, 28.0M and 93.6M exported parameters); ``mini`` is the bundled ``en_elmo_small`` (about
-3M exported parameters, 12 MB) sized for a CPU; ``ptb`` is about 5M parameters with its 10k-word softmax,
-the size of Kim et al. 2016's LSTM-Char-Small, for the Penn Treebank benchmark.
+3M exported parameters, 12 MB) sized for a CPU; ``ptb``'s forward LM with its 10k-word softmax has 4.6M parameters,
+about the size of Kim et al. 2016's LSTM-Char-Small (5M), for the Penn Treebank benchmark.
 """
 
 from __future__ import annotations

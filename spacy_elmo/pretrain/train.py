@@ -381,7 +381,10 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     trained: nn.Module = model
     if ctx.enabled:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        trained = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        # An adaptive softmax's tail clusters get no gradient in batches without their words.
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=settings.softmax == "adaptive"
+        )
 
     training_keys = _training_option_keys(settings, len(vocab), train_corpus.n_tokens)
     tokens_per_step = settings.batch_size * settings.unroll_steps * ctx.world_size
