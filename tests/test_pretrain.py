@@ -140,6 +140,11 @@ def test_evaluation_batches_cover_every_target_once() -> None:
     batches = list(evaluation_batches(sentences, vocab, batch_size=2, unroll_steps=3, reverse=False))
     targets = [t for b in batches for t in b.targets.flatten().tolist() if t != IGNORE_TARGET]
     assert sorted(targets) == sorted(vocab.ids(["a", "b", "</S>", "c", "</S>", "d", "e", "f", "g", "</S>"]))
+    # Every row starts at a sentence start (the model starts from a zero state there, as in use).
+    first_inputs = batches[0].char_ids[:, 0]
+    assert torch.equal(first_inputs, batch_to_char_ids([["<S>"], ["<S>"]])[:, 0])
+    backward = next(evaluation_batches(sentences, vocab, batch_size=2, unroll_steps=3, reverse=True))
+    assert torch.equal(backward.char_ids[:, 0], batch_to_char_ids([["</S>"], ["</S>"]])[:, 0])
 
 
 def test_log_uniform_sampler_matches_its_distribution() -> None:

@@ -403,33 +403,43 @@ def evaluation_batches(
 ) -> Iterator[LMBatch]:
     """Deterministic batches over (at most ``max_tokens`` targets of) held-out text, in order.
 
-    The pairs of all sentences are concatenated and cut into ``batch_size`` contiguous rows, read in
-    windows of ``unroll_steps`` with the state carried; the short tail is padded and its targets ignored.
+    The sentences are dealt out in order to ``batch_size`` contiguous rows of about equal length, each row
+    starting at a sentence start (from a zero state, as the model is used later), and read in windows of
+    ``unroll_steps`` with the state carried; short rows are padded and the padding's targets ignored.
     """
-    inputs: list[str] = []
-    targets: list[int] = []
+    pieces: list[tuple[list[str], list[int]]] = []
+    n_targets = 0
     for tokens in sentences:
         sentence_inputs, sentence_targets = sentence_pairs(tokens, vocab, reverse)
-        inputs += sentence_inputs
-        targets += sentence_targets
-        if max_tokens is not None and len(targets) >= max_tokens:
-            inputs, targets = inputs[:max_tokens], targets[:max_tokens]
+        if max_tokens is not None and n_targets + len(sentence_targets) > max_tokens:
+            keep = max_tokens - n_targets
+            sentence_inputs, sentence_targets = sentence_inputs[:keep], sentence_targets[:keep]
+        if sentence_targets:
+            pieces.append((sentence_inputs, sentence_targets))
+            n_targets += len(sentence_targets)
+        if max_tokens is not None and n_targets >= max_tokens:
             break
-    if not targets:
+    if not pieces:
         return
-    batch_size = min(batch_size, len(targets))
-    row_length = -(-len(targets) // batch_size)
-    n_windows = -(-row_length // unroll_steps)
+    batch_size = min(batch_size, len(pieces))
+    row_inputs: list[list[str]] = [[] for _ in range(batch_size)]
+    row_targets: list[list[int]] = [[] for _ in range(batch_size)]
+    done = 0
+    for piece_inputs, piece_targets in pieces:
+        # Contiguous rows: move to the next row once this one holds its share of the targets.
+        row = min(batch_size - 1, done * batch_size // n_targets)
+        row_inputs[row] += piece_inputs
+        row_targets[row] += piece_targets
+        done += len(piece_targets)
+    longest = max(len(targets) for targets in row_targets)
+    n_windows = -(-longest // unroll_steps)
     padded = n_windows * unroll_steps
-    row_inputs = [[""] * padded for _ in range(batch_size)]
-    row_targets = np.full((batch_size, padded), IGNORE_TARGET, dtype=np.int64)
+    targets_array = np.full((batch_size, padded), IGNORE_TARGET, dtype=np.int64)
     for row in range(batch_size):
-        chunk = slice(row * row_length, (row + 1) * row_length)
-        piece_inputs, piece_targets = inputs[chunk], targets[chunk]
-        row_inputs[row][: len(piece_inputs)] = piece_inputs
-        row_targets[row, : len(piece_targets)] = piece_targets
+        targets_array[row, : len(row_targets[row])] = row_targets[row]
+        row_inputs[row] += [""] * (padded - len(row_inputs[row]))
     for window in range(n_windows):
         cut = slice(window * unroll_steps, (window + 1) * unroll_steps)
         window_inputs = [token for row in row_inputs for token in row[cut]]
         char_ids = torch.from_numpy(char_ids_of(window_inputs)).view(batch_size, unroll_steps, MAX_WORD_LENGTH)
-        yield LMBatch(char_ids, torch.from_numpy(np.ascontiguousarray(row_targets[:, cut])))
+        yield LMBatch(char_ids, torch.from_numpy(np.ascontiguousarray(targets_array[:, cut])))
