@@ -29,7 +29,7 @@ from spacy_elmo.pretrain.data import (
 )
 from spacy_elmo.pretrain.lm import BiLMLanguageModel, log_uniform_probabilities, sample_log_uniform
 from spacy_elmo.pretrain.presets import get_preset
-from spacy_elmo.pretrain.train import build_model
+from spacy_elmo.pretrain.train import build_model, reset_states
 
 FIXTURE_MODEL = Path(__file__).parent / "fixtures" / "elmo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +121,27 @@ def test_batcher_continues_sentences_in_the_same_row(tmp_path: Path) -> None:
     # Reversed: </S> e d c b a <S>, then </S> g f <S>
     assert next(backward).targets.tolist() == [[ids["e"], ids["d"], ids["c"], ids["b"]]]
     assert next(backward).targets.tolist() == [[ids["a"], ids["<S>"], ids["g"], ids["f"]]]
+
+
+def test_batcher_resets_start_a_fresh_sentence(tmp_path: Path) -> None:
+    shard = tmp_path / "shard-00000.txt"
+    shard.write_text("a b c d e\nf g\nb c\n", encoding="utf-8")
+    vocab = Vocabulary.from_counts(dict.fromkeys("abcdefg", 1))
+    always = LMBatcher(SentenceStream((shard,), seed=0, shuffle=False), vocab, 2, 3, False, reset_probability=1.0)
+    for _ in range(3):
+        batch = next(always)
+        assert batch.reset.tolist() == [True, True]
+        assert torch.equal(batch.char_ids[:, 0], batch_to_char_ids([["<S>"], ["<S>"]])[:, 0])
+    never = LMBatcher(SentenceStream((shard,), seed=0, shuffle=False), vocab, 2, 3, False)
+    assert next(never).reset.tolist() == [False, False]
+    some = LMBatcher(SentenceStream((shard,), seed=0), vocab, 64, 3, False, reset_probability=0.25)
+    share = float(torch.stack([next(some).reset for _ in range(20)]).float().mean())
+    assert 0.15 < share < 0.35
+    # Reset rows get a zero state; the others keep theirs.
+    states = [(torch.ones(64, 4), torch.ones(64, 5))] * 2
+    batch = next(some)
+    zeroed = reset_states(states, batch, batch)
+    assert torch.equal(zeroed[0][0].sum(1) == 0, batch.reset)
 
 
 def test_stream_splits_sentences_between_ranks(tmp_path: Path) -> None:
@@ -381,13 +402,17 @@ def test_torchrun_two_processes_average_gradients(corpus: tuple[Path, Path], tmp
         model, _ = build_model(preset.options, settings, len(vocab), seed, None)
         optimizer = torch.optim.Adagrad(model.parameters(), lr=0.2, initial_accumulator_value=1.0)
         batchers = [
-            [LMBatcher(SentenceStream(shards, seed * 2 + d, rank, 2), vocab, 8, 10, reverse=bool(d)) for d in (0, 1)]
+            [
+                LMBatcher(SentenceStream(shards, seed * 2 + d, rank, 2), vocab, 8, 10, bool(d), reset_probability=0.1)
+                for d in (0, 1)
+            ]
             for rank in (0, 1)
         ]
         states = [model.zero_states(8), model.zero_states(8)]
         for _ in range(n_steps):
             for rank in (0, 1):
-                out = model(next(batchers[rank][0]), next(batchers[rank][1]), states[rank])
+                forward_batch, backward_batch = next(batchers[rank][0]), next(batchers[rank][1])
+                out = model(forward_batch, backward_batch, reset_states(states[rank], forward_batch, backward_batch))
                 states[rank] = out.states
                 if average or rank == 0:
                     (out.loss * 10 / (2 if average else 1)).backward()

@@ -48,6 +48,12 @@ def add_pretrain_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=None, help="rows per process")
     parser.add_argument("--unroll-steps", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument(
+        "--state-reset",
+        type=float,
+        default=None,
+        help="share of rows per batch restarted at a sentence start from a zero LSTM state (default 0.1)",
+    )
     parser.add_argument("--softmax", choices=("sampled", "adaptive", "full"), default=None)
     parser.add_argument("--negative-samples", type=int, default=None)
     parser.add_argument("--max-vocab-size", type=int, default=None)
@@ -97,6 +103,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "unroll_steps": args.unroll_steps,
         "dropout": args.dropout,
+        "state_reset_probability": args.state_reset,
         "softmax": args.softmax,
         "n_negative_samples": args.negative_samples,
         "max_vocab_size": args.max_vocab_size,

@@ -333,11 +333,15 @@ def char_ids_of(tokens: list[str]) -> np.ndarray:
 
 
 class LMBatch:
-    """One direction's batch: ``char_ids (B, T, 50)`` and ``targets (B, T)`` (``IGNORE_TARGET`` = none)."""
+    """One direction's batch: ``char_ids (B, T, 50)`` and ``targets (B, T)`` (``IGNORE_TARGET`` = none).
 
-    def __init__(self, char_ids: torch.Tensor, targets: torch.Tensor) -> None:
+    ``reset (B,)`` bool, if given: rows that start a fresh sentence here and must start from a zero state.
+    """
+
+    def __init__(self, char_ids: torch.Tensor, targets: torch.Tensor, reset: torch.Tensor | None = None) -> None:
         self.char_ids = char_ids
         self.targets = targets
+        self.reset = reset
 
     @property
     def n_targets(self) -> int:
@@ -348,26 +352,47 @@ class LMBatcher:
     """Packs a sentence stream into ``batch_size`` rows of ``unroll_steps`` (input, target) pairs.
 
     A sentence left unfinished at the end of a window continues in the same row of the next batch.
+    With ``reset_probability`` p, each row of each batch instead drops what is left of its sentence with
+    probability p, starts a new sentence at the window start and is marked in ``LMBatch.reset``, so the
+    model also learns to start from a zero state, as it does in use (each sentence or doc from zero).
     """
 
     def __init__(
-        self, stream: SentenceStream, vocab: Vocabulary, batch_size: int, unroll_steps: int, reverse: bool
+        self,
+        stream: SentenceStream,
+        vocab: Vocabulary,
+        batch_size: int,
+        unroll_steps: int,
+        reverse: bool,
+        reset_probability: float = 0.0,
     ) -> None:
         self.stream = stream
         self.vocab = vocab
         self.batch_size = batch_size
         self.unroll_steps = unroll_steps
         self.reverse = reverse
+        self.reset_probability = reset_probability
+        self.batches_made = 0
         # Per row: the unconsumed input tokens and target ids of its current sentence.
         self.pending: list[tuple[list[str], list[int]]] = [([], []) for _ in range(batch_size)]
+
+    def _resets(self) -> np.ndarray:
+        if self.reset_probability <= 0.0:
+            return np.zeros(self.batch_size, dtype=bool)
+        rng = np.random.default_rng([self.stream.seed, self.stream.rank, self.batches_made])
+        return rng.random(self.batch_size) < self.reset_probability
 
     def __next__(self) -> LMBatch:
         inputs: list[str] = []
         targets: list[int] = []
+        resets = self._resets()
+        self.batches_made += 1
         for row in range(self.batch_size):
             row_inputs: list[str] = []
             row_targets: list[int] = []
             pending_inputs, pending_targets = self.pending[row]
+            if resets[row]:
+                pending_inputs, pending_targets = [], []
             while len(row_inputs) < self.unroll_steps:
                 if not pending_inputs:
                     pending_inputs, pending_targets = sentence_pairs(next(self.stream), self.vocab, self.reverse)
@@ -380,16 +405,22 @@ class LMBatcher:
             targets += row_targets
         shape = (self.batch_size, self.unroll_steps)
         char_ids = torch.from_numpy(char_ids_of(inputs)).view(*shape, MAX_WORD_LENGTH)
-        return LMBatch(char_ids, torch.tensor(targets, dtype=torch.long).view(shape))
+        targets_tensor = torch.tensor(targets, dtype=torch.long).view(shape)
+        return LMBatch(char_ids, targets_tensor, torch.from_numpy(resets))
 
     def __iter__(self) -> LMBatcher:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream.state_dict(), "pending": [list(map(list, p)) for p in self.pending]}
+        return {
+            "stream": self.stream.state_dict(),
+            "pending": [list(map(list, p)) for p in self.pending],
+            "batches_made": self.batches_made,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.load_state_dict(state["stream"])
+        self.batches_made = state.get("batches_made", 0)
         self.pending = [(list(inputs), list(targets)) for inputs, targets in state["pending"]]
 
 

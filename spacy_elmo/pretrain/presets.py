@@ -29,6 +29,8 @@ class TrainingSettings:
     batch_size: int = 128
     unroll_steps: int = 20
     dropout: float = 0.1
+    # Not in bilm-tf: the share of rows per batch that restart at a sentence start from a zero state.
+    state_reset_probability: float = 0.1
     softmax: str = "sampled"
     n_negative_samples: int = 8192
     max_vocab_size: int | None = None
@@ -171,6 +173,8 @@ def override_training(settings: TrainingSettings, overrides: dict[str, Any]) -> 
     for name in positive:
         if getattr(settings, name) < 1:
             raise PresetError(f"{name} must be at least 1, found {getattr(settings, name)}")
+    if not 0.0 <= settings.state_reset_probability <= 1.0:
+        raise PresetError(f"state_reset_probability must be in [0, 1], found {settings.state_reset_probability}")
     if not 0.0 <= settings.dropout < 1.0:
         raise PresetError(f"dropout must be in [0, 1), found {settings.dropout}")
     if settings.softmax not in ("sampled", "adaptive", "full"):

@@ -28,6 +28,7 @@ from ..bilm.options import ElmoOptions
 from ..bilm.weights import _atomic_write, load_bilm, save_bilm
 from ..errors import ElmoError
 from .data import (
+    LMBatch,
     LMBatcher,
     PretrainDataError,
     SentenceStream,
@@ -45,6 +46,8 @@ LOG_NAME = "log.jsonl"
 VOCAB_NAME = "vocab.txt"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_CHECKPOINT = "model.pt"
+# Settings a resumed run may change; everything else comes from the run's config.json.
+RESUMABLE_OVERRIDES = ("max_steps", "state_reset_probability", "eval_every", "checkpoint_every")
 
 
 class PretrainError(ElmoError):
@@ -258,12 +261,12 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
         if not checkpoint.is_file() or not config_path.is_file():
             raise PretrainError(f"--resume: no checkpoint in {output} (expected {checkpoint} and {config_path})")
         saved = PretrainConfig(**json.loads(config_path.read_text(encoding="utf-8")))
-        # What may change on resume: how long to run, and how to run (threads, device, progress bar).
-        max_steps = config.overrides.get("max_steps")
+        # What may change on resume: RESUMABLE_OVERRIDES, and how to run (threads, device, progress bar).
         overrides = dict(saved.overrides)
-        if max_steps is not None:
-            overrides["max_steps"] = max_steps
-        return replace(
+        for key in RESUMABLE_OVERRIDES:
+            if config.overrides.get(key) is not None:
+                overrides[key] = config.overrides[key]
+        resumed = replace(
             saved,
             overrides=overrides,
             max_time_minutes=config.max_time_minutes,
@@ -271,6 +274,10 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
             device=config.device,
             progress=config.progress,
         )
+        resumed.settings()  # validate
+        if ctx.is_main and resumed.overrides != saved.overrides:
+            _write_json(config_path, asdict(resumed))
+        return resumed
     if checkpoint.is_file():
         raise PretrainError(
             f"{output} already holds a checkpoint: pass --resume to continue it, or choose a new directory"
@@ -348,8 +355,17 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
         SentenceStream(train_corpus.shards, config.seed * 2 + direction, ctx.rank, ctx.world_size)
         for direction in (0, 1)
     ]
-    forward_batcher = LMBatcher(streams[0], vocab, settings.batch_size, settings.unroll_steps, reverse=False)
-    backward_batcher = LMBatcher(streams[1], vocab, settings.batch_size, settings.unroll_steps, reverse=True)
+    forward_batcher, backward_batcher = (
+        LMBatcher(
+            stream,
+            vocab,
+            settings.batch_size,
+            settings.unroll_steps,
+            reverse=direction == 1,
+            reset_probability=settings.state_reset_probability,
+        )
+        for direction, stream in enumerate(streams)
+    )
     states = model.zero_states(settings.batch_size, ctx.device)
     step = 0
     elapsed = 0.0
@@ -449,6 +465,7 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
             break
         forward_batch = next(forward_batcher)
         backward_batch = next(backward_batcher)
+        states = reset_states(states, forward_batch, backward_batch)
         output = trained(forward_batch, backward_batch, states)
         (output.loss * settings.unroll_steps).backward()
         nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
@@ -489,6 +506,20 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
         print(f"exported {run_dir / 'options.json'} and {run_dir / 'weights.hdf5'} at step {step}", flush=True)
     ctx.barrier()
     return last_entry
+
+
+def reset_states(states: list[State], forward_batch: LMBatch, backward_batch: LMBatch) -> list[State]:
+    """Zero the carried state of rows marked ``reset`` (forward layers first, then backward)."""
+    n_layers = len(states) // 2
+    updated = []
+    for index, (h, c) in enumerate(states):
+        reset = (forward_batch if index < n_layers else backward_batch).reset
+        if reset is None or not bool(reset.any()):
+            updated.append((h, c))
+            continue
+        keep = (~reset).to(h.device, h.dtype)[:, None]
+        updated.append((h * keep, c * keep))
+    return updated
 
 
 def _time_is_up(elapsed_this_run: float, limit_minutes: float, ctx: DistributedContext) -> bool:
