@@ -443,10 +443,10 @@ def test_evaluate_command_matches_the_logged_dev_perplexity(
 def test_other_softmaxes_train_and_evaluate(corpus: tuple[Path, Path], tmp_path: Path, softmax: str) -> None:
     train, dev = corpus
     output = tmp_path / softmax
-    pretrain(tiny_config(train, output, dev, max_steps=30, eval_every=15, softmax=softmax))
+    pretrain(tiny_config(train, output, dev, max_steps=60, eval_every=15, softmax=softmax))
     log = read_log(output)
-    assert [entry["step"] for entry in log] == [15, 30]
-    # Better than the uniform distribution over the vocabulary (perplexity = its size) after 30 steps.
+    assert [entry["step"] for entry in log] == [15, 30, 45, 60]
+    # Learning, and better than the uniform distribution over the vocabulary (perplexity = its size).
     n_words = len(Vocabulary.load(output / "vocab.txt"))
-    assert all(1.0 < entry["dev_perplexity"] < 0.9 * n_words for entry in log)
+    assert log[-1]["dev_perplexity"] < min(log[0]["dev_perplexity"], 0.8 * n_words)
     assert json.loads((output / "config.json").read_text())["overrides"]["softmax"] == softmax
