@@ -1,0 +1,175 @@
+"""The biLM training objective: ELMo's encoder and LSTM stacks under an untied softmax over words.
+
+As in bilm-tf: the token encoder (char CNN, highway, projection) is shared by both directions; the forward
+and backward LSTM stacks are separate and read separate streams; dropout is applied to every LSTM layer's
+input and to the top output; one softmax (``W (V, P)``, ``b (V)``) is shared by both directions; the loss is
+``0.5 * (loss_forward + loss_backward)``. Training uses a sampled softmax with a log-uniform sampler (the
+vocabulary is sorted by frequency), an adaptive softmax, or the full softmax; evaluation always uses the
+exact normalised distribution (full softmax, or the adaptive softmax's exact log-probabilities).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..bilm.lstm import State
+from ..bilm.model import ElmoBiLM
+from ..bilm.options import ElmoOptions
+from .data import IGNORE_TARGET, LMBatch
+
+SoftmaxKind = Literal["sampled", "adaptive", "full"]
+SOFTMAX_KINDS: tuple[str, ...] = ("sampled", "adaptive", "full")
+
+
+class LMOutput(NamedTuple):
+    loss: torch.Tensor
+    """``0.5 * (forward + backward)`` mean loss per target, the training objective."""
+    forward_loss: torch.Tensor
+    backward_loss: torch.Tensor
+    states: list[State]
+    """Final ``(h, c)`` per forward layer then per backward layer, detached: the next batch's initial state."""
+
+
+def log_uniform_probabilities(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``P(k) = log((k + 2) / (k + 1)) / log(V + 1)``: TF's log-uniform (Zipfian) candidate sampler."""
+    ids = ids.double()
+    return (torch.log1p(1.0 / (ids + 1.0)) / math.log(vocab_size + 1.0)).float()
+
+
+def sample_log_uniform(n: int, vocab_size: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` ids drawn with replacement from the log-uniform distribution (inverse CDF)."""
+    uniform = torch.rand(n, generator=generator, dtype=torch.float64)
+    ids = torch.floor(torch.exp(uniform * math.log(vocab_size + 1.0))).long() - 1
+    return ids.clamp_(0, vocab_size - 1)
+
+
+class BiLMLanguageModel(nn.Module):
+    """``bilm`` (an ``ElmoBiLM``, the part that is exported) plus the softmax used only in training."""
+
+    def __init__(
+        self,
+        options: ElmoOptions,
+        vocab_size: int,
+        dropout: float = 0.1,
+        softmax: SoftmaxKind = "sampled",
+        n_negative_samples: int = 8192,
+        adaptive_cutoffs: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if softmax not in SOFTMAX_KINDS:
+            raise ValueError(f"softmax must be one of {SOFTMAX_KINDS}, found {softmax!r}")
+        self.bilm = ElmoBiLM(options)
+        self.options = options
+        self.vocab_size = vocab_size
+        self.dropout = nn.Dropout(dropout)
+        self.softmax_kind = softmax
+        self.n_negative_samples = min(n_negative_samples, vocab_size)
+        dim = options.projection_dim
+        self.sampler: torch.Generator | None = None
+        if softmax == "adaptive":
+            cutoffs = adaptive_cutoffs or default_cutoffs(vocab_size)
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, list(cutoffs), div_value=4.0)
+        else:
+            self.softmax_weight = nn.Parameter(torch.randn(vocab_size, dim) / math.sqrt(dim))
+            self.softmax_bias = nn.Parameter(torch.zeros(vocab_size))
+
+    # ------------------------------------------------------------------ encoder and LSTMs
+
+    def encode(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(..., P)`` of char ids ``(..., 50)``; each distinct token is encoded once."""
+        flat = char_ids.reshape(-1, char_ids.shape[-1])
+        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        embedded = self.bilm.token_encoder(unique)[inverse]
+        return embedded.view(*char_ids.shape[:-1], -1)
+
+    def run_direction(
+        self, layers: nn.ModuleList, x: torch.Tensor, initial: list[State]
+    ) -> tuple[torch.Tensor, list[State]]:
+        """One direction's stack over full windows ``x (B, T, P)``; returns the top output ``(B, T, P)``.
+
+        Dropout on each layer's input; with skip connections layer ``l >= 1`` adds its (dropped-out) input,
+        as bilm-tf's ``DropoutWrapper(ResidualWrapper(cell))``.
+        """
+        batch, steps, _ = x.shape
+        lengths = [steps] * batch
+        finals: list[State] = []
+        for index, layer in enumerate(layers):
+            layer_input = self.dropout(x)
+            output, final = layer(layer_input, lengths, initial[index])
+            if self.options.use_skip_connections and index > 0:
+                output = output + layer_input
+            finals.append(final)
+            x = output
+        return self.dropout(x), finals
+
+    def zero_states(self, batch: int, device: torch.device | None = None) -> list[State]:
+        P, C, L = self.options.projection_dim, self.options.lstm_dim, self.options.n_layers
+        return [(torch.zeros(batch, P, device=device), torch.zeros(batch, C, device=device)) for _ in range(2 * L)]
+
+    # ------------------------------------------------------------------ softmax
+
+    def _sampled_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """bilm-tf's ``sampled_softmax_loss``: one set of log-uniform negatives for the batch, logits
+        corrected by ``-log(expected count)``, accidental hits removed."""
+        n_sampled = self.n_negative_samples
+        sampled = sample_log_uniform(n_sampled, self.vocab_size, self.sampler).to(hidden.device)
+        true_logits = (hidden * self.softmax_weight[targets]).sum(-1) + self.softmax_bias[targets]
+        true_logits = true_logits - torch.log(n_sampled * log_uniform_probabilities(targets, self.vocab_size))
+        sampled_logits = hidden @ self.softmax_weight[sampled].T + self.softmax_bias[sampled]
+        sampled_logits = sampled_logits - torch.log(n_sampled * log_uniform_probabilities(sampled, self.vocab_size))
+        sampled_logits = sampled_logits.masked_fill(sampled[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([true_logits[:, None], sampled_logits], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    def target_loss(self, hidden: torch.Tensor, targets: torch.Tensor, exact: bool) -> torch.Tensor:
+        """Mean loss over positions whose target is not ``IGNORE_TARGET``; ``hidden (N, P)``, ``targets (N,)``.
+
+        ``exact``: the true normalised negative log-likelihood (evaluation) rather than the training estimate.
+        """
+        keep = targets != IGNORE_TARGET
+        hidden, targets = hidden[keep], targets[keep]
+        if self.softmax_kind == "adaptive":
+            return self.adaptive(hidden, targets).loss
+        if self.softmax_kind == "sampled" and not exact and self.n_negative_samples < self.vocab_size:
+            return self._sampled_loss(hidden, targets)
+        return F.cross_entropy(F.linear(hidden, self.softmax_weight, self.softmax_bias), targets)
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, forward_batch: LMBatch, backward_batch: LMBatch, states: list[State]) -> LMOutput:
+        """Both LMs over one window each; ``states`` are the carried ``(h, c)`` (forward layers first).
+
+        In training mode the loss is the training estimate (sampled or adaptive softmax); in eval mode it
+        is the exact negative log-likelihood, so ``exp(loss)`` is the perplexity.
+        """
+        n_layers = self.options.n_layers
+        char_ids = torch.stack([forward_batch.char_ids, backward_batch.char_ids])
+        embedded = self.encode(char_ids.to(self.softmax_device))
+        top_forward, finals_forward = self.run_direction(self.bilm.lstm.forward_layers, embedded[0], states[:n_layers])
+        top_backward, finals_backward = self.run_direction(
+            self.bilm.lstm.backward_layers, embedded[1], states[n_layers:]
+        )
+        exact = not self.training
+        dim = top_forward.shape[-1]
+        device = top_forward.device
+        forward_loss = self.target_loss(top_forward.reshape(-1, dim), forward_batch.targets.to(device).view(-1), exact)
+        backward_loss = self.target_loss(
+            top_backward.reshape(-1, dim), backward_batch.targets.to(device).view(-1), exact
+        )
+        finals = [(h.detach(), c.detach()) for h, c in finals_forward + finals_backward]
+        return LMOutput(0.5 * (forward_loss + backward_loss), forward_loss, backward_loss, finals)
+
+    @property
+    def softmax_device(self) -> torch.device:
+        return self.bilm.device
+
+
+def default_cutoffs(vocab_size: int) -> tuple[int, ...]:
+    """Adaptive-softmax clusters: the ~2k most frequent words in the head, then 10k, 50k, the rest."""
+    cutoffs = [c for c in (2_000, 10_000, 50_000) if c < vocab_size - 1]
+    return tuple(cutoffs) or (max(1, vocab_size // 2),)
