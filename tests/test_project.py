@@ -19,6 +19,7 @@ from splits import random_split, split_sizes, stratified_split  # noqa: E402
 
 FIXTURE_ELMO = ROOT / "tests" / "fixtures" / "elmo"
 BASELINE_CONFIGS = ["ner_tok2vec", "ner_glove", "textcat_tok2vec", "textcat_glove"]
+NOT_YET_MERGED = ("configs/ner.cfg", "configs/textcat.cfg", "scripts/fetch_pretrain_text.py")  # other branches
 ELMO_CONFIGS = ["ner_elmo_frozen", "ner_elmo_finetune", "textcat_elmo_frozen", "textcat_elmo_finetune"]
 
 
@@ -77,13 +78,14 @@ def test_verify_checksums_reports_mismatch(tmp_path: Path, monkeypatch: pytest.M
 def test_project_commands_reference_existing_files() -> None:
     project = srsly.read_yaml(ROOT / "project.yml")
     commands = {command["name"]: command for command in project["commands"]}
+    assert not set(project["workflows"]) & set(commands), "weasel refuses a workflow named like a command"
     for workflow, steps in project["workflows"].items():
         assert set(steps) <= set(commands), f"workflow {workflow} names unknown commands"
     for command in commands.values():
         for line in command["script"]:
             for word in line.split():
                 if word.startswith(("configs/", "scripts/")):
-                    assert (ROOT / word).exists() or word in ("configs/ner.cfg", "configs/textcat.cfg"), word
+                    assert (ROOT / word).exists() or word in NOT_YET_MERGED, word
     checksummed = {line.split("  ")[1] for line in (ROOT / "checksums.sha256").read_text().splitlines() if line}
     fetched = {out for name, c in commands.items() if name.startswith("fetch-") for out in c["outputs"]}
     assert fetched == checksummed
