@@ -44,6 +44,7 @@ class SeedResult:
     recall: float
     words_per_second: float
     train_seconds: float | None
+    train_cpu_seconds: float | None
     model_bytes: int | None
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, dev score)
 
@@ -94,6 +95,7 @@ def read_seed(task: str, metrics_path: Path, training_dir: Path) -> SeedResult:
         recall=recall,
         words_per_second=scores["speed"],
         train_seconds=run.get("train_seconds"),
+        train_cpu_seconds=run.get("train_cpu_seconds"),
         model_bytes=run.get("model_bytes"),
         curve=read_curve(training_dir / metrics_path.parent.name / f"seed{seed}" / "log.jsonl"),
     )
@@ -123,26 +125,29 @@ def format_pm(values: list[float], scale: float = 100.0, digits: int = 1) -> str
 
 def markdown_tables(results: list[SystemResult]) -> str:
     lines: list[str] = []
-    for task, (title, score_name) in TASKS.items():
+    for task, (title, _) in TASKS.items():
         rows = [result for result in results if result.task == task]
         if not rows:
             continue
-        f1_name = "F1" if task == "ner" else "macro F1"
-        lines += [f"**{title}**", ""]
-        lines.append(f"| system | {score_name} | {f1_name} | P | R | words/s | train time (s) | model (MB) | seeds |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        score_columns = ["F1", "P", "R"] if task == "ner" else ["accuracy", "macro F1", "macro P", "macro R"]
+        columns = ["system", *score_columns, "words/s", "train time (s)", "train CPU (s)", "model (MB)", "seeds"]
+        lines += [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for result in rows:
             seeds = result.seeds
             train = [s.train_seconds for s in seeds if s.train_seconds is not None]
+            cpu = [s.train_cpu_seconds for s in seeds if s.train_cpu_seconds is not None]
             size = [s.model_bytes for s in seeds if s.model_bytes is not None]
+            scores = [format_pm([s.precision for s in seeds]), format_pm([s.recall for s in seeds])]
+            if task == "ner":
+                scores.insert(0, format_pm([s.f1 for s in seeds]))
+            else:
+                scores[:0] = [format_pm([s.score for s in seeds]), format_pm([s.f1 for s in seeds])]
             cells = [
                 SYSTEMS[result.system],
-                format_pm([s.score for s in seeds]),
-                format_pm([s.f1 for s in seeds]) if task != "ner" else "same",
-                format_pm([s.precision for s in seeds]),
-                format_pm([s.recall for s in seeds]),
+                *scores,
                 format_pm([s.words_per_second for s in seeds], scale=1.0, digits=0),
                 format_pm(train, scale=1.0, digits=0) if train else "n/a",
+                format_pm(cpu, scale=1.0, digits=0) if cpu else "n/a",
                 f"{statistics.fmean(size) / 1e6:.1f}" if size else "n/a",
                 str(len(seeds)),
             ]
@@ -250,7 +255,8 @@ def main() -> None:
     notes = [
         "Scores in %, mean ± sample std over seeds (one number: one seed). Text classification: accuracy, and",
         "macro-averaged F1/P/R over labels. words/s: `spacy evaluate` on the test split. Training time: wall clock",
-        "of `spacy train` (shared machine: indicative only). Model: size of model-best on disk.",
+        "and CPU seconds of `spacy train` (wall clock is indicative only on a shared machine). Model: model-best",
+        "on disk.",
     ]
     machine = machine_line(args.metrics_dir)
     body = tables + "\n" + " ".join(notes) + (f" {machine}" if machine else "") + "\n"
@@ -269,7 +275,7 @@ def main() -> None:
             raise SystemExit(f"{args.doc}: no block between {START!r} and {END!r} to replace")
         before, rest = text.split(START, 1)
         _, after = rest.split(END, 1)
-        images = "".join(f"![{p.stem}](../{p.as_posix()})\n" for p in plots)
+        images = "".join(f"![{p.stem}]({Path(os.path.relpath(p, args.doc.parent)).as_posix()})\n" for p in plots)
         write_text(args.doc, before + START + "\n" + body + ("\n" + images if images else "") + END + after)
     print(tables)
     print("\n".join(targets))

@@ -124,7 +124,7 @@ def test_report_tables_and_targets(tmp_path: Path) -> None:
     assert [(r.task, r.system, len(r.seeds)) for r in results] == [("ner", "tok2vec", 2), ("ner", "elmo_frozen", 2)]
     table = report.markdown_tables(results)
     assert (
-        "| spaCy tok2vec, no vectors | 42.0 ± 2.8 | same | 52.0 ± 2.8 | 32.0 ± 2.8 | 1500 ± 707 | 60 ± 0 | 5.0 | 2 |"
+        "| spaCy tok2vec, no vectors | 42.0 ± 2.8 | 52.0 ± 2.8 | 32.0 ± 2.8 | 1500 ± 707 | 60 ± 0 | n/a | 5.0 | 2 |"
         in table
     )
     assert report.target_lines(results)[0] == "- NER: ELMo frozen − tok2vec = +4.0 F1 (target ≥ +3.0): met"
