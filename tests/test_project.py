@@ -101,10 +101,6 @@ def test_baseline_configs_build(name: str) -> None:
     assert nlp.pipe_names == ["tok2vec", name.split("_")[0]]
 
 
-# Known bug on main (issue 3): ElmoListener declares an unset "nI" dim, so thinc's concatenate.init tries to set it
-# from the Docs' width and raises "Cannot get width of object". Dropping "nI" from ElmoListener's dims fixes it
-# (checked by patching it); then remove this mark.
-@pytest.mark.xfail(reason="ElmoListener's unused nI dim breaks thinc concatenate", raises=ValueError, strict=False)
 @pytest.mark.parametrize("name", ELMO_CONFIGS)
 def test_elmo_configs_initialize_and_update(name: str, tmp_path: Path) -> None:
     weights = tmp_path / "elmo"
