@@ -1,0 +1,147 @@
+"""The spaCy project (project.yml, configs/, scripts/): splits, data parsing, checksums, configs that build."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import srsly
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import load_config, load_model_from_config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import convert_wnut  # noqa: E402
+import verify_checksums  # noqa: E402
+from splits import random_split, split_sizes, stratified_split  # noqa: E402
+
+FIXTURE_ELMO = ROOT / "tests" / "fixtures" / "elmo"
+BASELINE_CONFIGS = ["ner_tok2vec", "ner_glove", "textcat_tok2vec", "textcat_glove"]
+NOT_YET_MERGED = ("configs/ner.cfg", "configs/textcat.cfg", "scripts/fetch_pretrain_text.py")  # other branches
+ELMO_CONFIGS = ["ner_elmo_frozen", "ner_elmo_finetune", "textcat_elmo_frozen", "textcat_elmo_finetune"]
+
+
+def test_split_sizes_round_dev_and_test() -> None:
+    assert split_sizes(2394, 0.15, 0.15) == (1676, 359, 359)
+    assert split_sizes(11, 0.15, 0.15) == (7, 2, 2)  # 1.65 rounds to 2; train takes the rest
+    with pytest.raises(ValueError, match="dev_fraction"):
+        split_sizes(10, 0.6, 0.5)
+
+
+def test_random_split_is_a_seeded_partition() -> None:
+    first = random_split(100, seed=0, dev_fraction=0.15, test_fraction=0.15)
+    assert first == random_split(100, seed=0, dev_fraction=0.15, test_fraction=0.15)
+    assert first != random_split(100, seed=1, dev_fraction=0.15, test_fraction=0.15)
+    assert sorted(first["train"] + first["dev"] + first["test"]) == list(range(100))
+    assert [len(first[name]) for name in ("train", "dev", "test")] == [70, 15, 15]
+
+
+def test_stratified_split_keeps_label_proportions() -> None:
+    labels = ["a"] * 60 + ["b"] * 40
+    parts = stratified_split(labels, seed=3, dev_fraction=0.15, test_fraction=0.15)
+    assert sorted(i for part in parts.values() for i in part) == list(range(100))
+    counts = {
+        name: (sum(labels[i] == "a" for i in idx), sum(labels[i] == "b" for i in idx)) for name, idx in parts.items()
+    }
+    assert counts == {"train": (42, 28), "dev": (9, 6), "test": (9, 6)}
+
+
+def test_wnut_reader_splits_tweets_and_repairs_iob() -> None:
+    lines = ["Empire\tB-facility", "State\tI-facility", "\t", "in\tO", "NYC\tI-geo-loc", "\t"]
+    tweets = convert_wnut.read_tweets(lines)
+    assert tweets == [[("Empire", "B-facility"), ("State", "I-facility")], [("in", "O"), ("NYC", "I-geo-loc")]]
+    assert convert_wnut.repair_iob(["O", "I-geo-loc", "I-geo-loc", "I-person"]) == [
+        "O",
+        "B-geo-loc",
+        "I-geo-loc",
+        "B-person",
+    ]
+    with pytest.raises(ValueError, match="line 2"):
+        convert_wnut.read_tweets(["ok\tO", "bad\tX-person"])
+
+
+def test_verify_checksums_reports_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "file.bin"
+    data.write_bytes(b"spacy-elmo")
+    good = hashlib.sha256(b"spacy-elmo").hexdigest()
+    sums = tmp_path / "sums"
+    monkeypatch.chdir(tmp_path)
+    sums.write_text(f"{good}  file.bin\n")
+    monkeypatch.setattr(sys, "argv", ["verify", str(sums), "file.bin"])
+    assert verify_checksums.main() == 0
+    sums.write_text(f"{'0' * 64}  file.bin\n")
+    assert verify_checksums.main() == 1
+
+
+def test_project_commands_reference_existing_files() -> None:
+    project = srsly.read_yaml(ROOT / "project.yml")
+    commands = {command["name"]: command for command in project["commands"]}
+    assert not set(project["workflows"]) & set(commands), "weasel refuses a workflow named like a command"
+    for workflow, steps in project["workflows"].items():
+        assert set(steps) <= set(commands), f"workflow {workflow} names unknown commands"
+    for command in commands.values():
+        for line in command["script"]:
+            for word in line.split():
+                if word.startswith(("configs/", "scripts/")):
+                    assert (ROOT / word).exists() or word in NOT_YET_MERGED, word
+    checksummed = {line.split("  ")[1] for line in (ROOT / "checksums.sha256").read_text().splitlines() if line}
+    fetched = {out for name, c in commands.items() if name.startswith("fetch-") for out in c["outputs"]}
+    assert fetched == checksummed
+
+
+@pytest.mark.parametrize("name", BASELINE_CONFIGS)
+def test_baseline_configs_build(name: str) -> None:
+    config = load_config(ROOT / "configs" / f"{name}.cfg", overrides={"paths.vectors": None})
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names == ["tok2vec", name.split("_")[0]]
+
+
+@pytest.mark.parametrize("name", ELMO_CONFIGS)
+def test_elmo_configs_initialize_and_update(name: str, tmp_path: Path) -> None:
+    weights = tmp_path / "elmo"
+    weights.mkdir()
+    shutil.copy(FIXTURE_ELMO / "options.json", weights / "options.json")
+    shutil.copy(FIXTURE_ELMO / "lm_weights.hdf5", weights / "weights.hdf5")
+    config = load_config(ROOT / "configs" / f"{name}.cfg", overrides={"paths.elmo": str(weights)})
+    try:
+        nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    except ValueError as error:
+        if "Can't find factory for 'elmo'" in str(error):
+            pytest.skip("the elmo component is not on this branch")
+        raise
+    task = name.split("_")[0]
+    assert nlp.pipe_names == ["elmo", "tok2vec", task]
+    words = ["Empire", "State", "Building", "in", "New", "York"]
+    examples = []
+    for label in ("positive", "negative"):
+        reference = Doc(nlp.vocab, words=words, ents=["B-facility", "I-facility", "I-facility", "O", "B-geo", "I-geo"])
+        reference.cats = {"positive": float(label == "positive"), "negative": float(label == "negative")}
+        examples.append(Example(nlp.make_doc(" ".join(words)), reference))
+    nlp.initialize(lambda: examples)  # concatenating the ELMo listener with spaCy's tok2vec listener must init
+    losses = nlp.update(examples, sgd=nlp.create_optimizer())
+    assert losses[task] > 0
+    assert nlp(" ".join(words)).tensor.shape[0] == len(words)
+
+
+def test_report_tables_and_targets(tmp_path: Path) -> None:
+    import report
+
+    for system, f_scores in (("ner_tok2vec", [0.40, 0.44]), ("ner_elmo_frozen", [0.45, 0.47])):
+        for seed, f in enumerate(f_scores):
+            path = tmp_path / "metrics" / system / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            srsly.write_json(path, {"ents_f": f, "ents_p": f + 0.1, "ents_r": f - 0.1, "speed": 1000.0 * (seed + 1)})
+            srsly.write_json(path.with_name(f"seed{seed}.run.json"), {"train_seconds": 60.0, "model_bytes": 5_000_000})
+    results = report.collect(tmp_path / "metrics", tmp_path / "training")
+    assert [(r.task, r.system, len(r.seeds)) for r in results] == [("ner", "tok2vec", 2), ("ner", "elmo_frozen", 2)]
+    table = report.markdown_tables(results)
+    assert (
+        "| spaCy tok2vec, no vectors | 42.0 ± 2.8 | 52.0 ± 2.8 | 32.0 ± 2.8 | 1500 ± 707 | 60 ± 0 | n/a | 5.0 | 2 |"
+        in table
+    )
+    assert report.target_lines(results)[0] == "- NER: ELMo frozen − tok2vec = +4.0 F1 (target ≥ +3.0): met"
