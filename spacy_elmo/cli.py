@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from .bilm.model import STATE_MODES
 from .errors import ElmoError
+from .pretrain.cli import add_evaluate_parser, add_export_parser, add_pretrain_parser
 
 
 def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
         "line i*N+r runs in batch row r and continues row r's state",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=_run_embed)
+    parser.set_defaults(func=_run_embed)
 
 
 def _run_embed(args: argparse.Namespace) -> int:
@@ -64,13 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spacy_elmo", description="ELMo for spaCy")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_embed_parser(subparsers)
+    add_pretrain_parser(subparsers)
+    add_export_parser(subparsers)
+    add_evaluate_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.func(args)
     except ElmoError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
