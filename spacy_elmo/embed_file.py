@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .bilm.model import ElmoBiLM
-from .bilm.weights import _atomic_write
+from .bilm.weights import atomic_write
 from .errors import ElmoError
 
 LayerChoice = Literal["all", "top", "average"]
@@ -98,5 +98,5 @@ def embed_file(
                 if on_progress is not None:
                     on_progress(end)
 
-    _atomic_write(Path(output_file), write)
+    atomic_write(Path(output_file), write)
     return len(sentences)

@@ -1,7 +1,9 @@
 """Reading and writing the reference weight layout, model variants, and bad files."""
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import h5py
@@ -167,3 +169,14 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_bilm(model, target)
     assert list(target.iterdir()) == []
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
+    old = os.umask(0o022)
+    try:
+        options_file, weight_file = save_bilm(model, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(weight_file.stat().st_mode) == 0o644
+    assert stat.S_IMODE(options_file.stat().st_mode) == 0o644

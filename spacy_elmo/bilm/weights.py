@@ -194,13 +194,25 @@ def weight_arrays(model: ElmoBiLM) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then move it into place.
+
+    A failure leaves ``path`` as it was and no temporary file behind. The file
+    gets the ordinary permissions (``0o666`` less the umask), not mkstemp's 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -216,13 +228,13 @@ def write_weights(model: ElmoBiLM, weight_file: str | Path) -> None:
             for name, array in arrays.items():
                 handle.create_dataset(name, data=array)
 
-    _atomic_write(Path(weight_file), write)
+    atomic_write(Path(weight_file), write)
 
 
 def write_options(options: ElmoOptions, options_file: str | Path) -> None:
     """Write ``options.json`` (inference form: 262 characters), atomically."""
     data = replace(options, n_characters=262).to_dict()
-    _atomic_write(Path(options_file), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(Path(options_file), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def save_bilm(model: ElmoBiLM, directory: str | Path, weight_name: str = "weights.hdf5") -> tuple[Path, Path]:

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..bilm.lstm import State
 from ..bilm.options import ElmoOptions
-from ..bilm.weights import _atomic_write, load_bilm, save_bilm
+from ..bilm.weights import atomic_write, load_bilm, save_bilm
 from ..errors import ElmoError
 from .data import (
     LMBatch,
@@ -189,7 +189,7 @@ def export_model(model: BiLMLanguageModel, directory: str | Path, training_keys:
 
 
 def _save_torch(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _rank_checkpoint(directory: Path, rank: int, step: int) -> Path:
@@ -197,7 +197,7 @@ def _rank_checkpoint(directory: Path, rank: int, step: int) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -569,7 +569,7 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-    _atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8"))
 
 
 def load_checkpoint(output_dir: str | Path) -> tuple[BiLMLanguageModel, Vocabulary, PretrainConfig]:
