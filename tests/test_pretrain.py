@@ -353,11 +353,11 @@ def test_bad_preset_name(corpus: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_input_clearly(tmp_path: Path, capsys) -> None:
-    assert cli_main(["pretrain", str(tmp_path / "missing.txt"), str(tmp_path / "out")]) == 2
+    assert cli_main(["pretrain", str(tmp_path / "missing.txt"), str(tmp_path / "out")]) == 1
     assert "training text not found" in capsys.readouterr().err
-    assert cli_main(["pretrain", str(tmp_path), str(tmp_path / "out"), "--preset", "huge"]) == 2
+    assert cli_main(["pretrain", str(tmp_path), str(tmp_path / "out"), "--preset", "huge"]) == 1
     assert "unknown preset 'huge'" in capsys.readouterr().err
-    assert cli_main(["export-pretrained", str(tmp_path)]) == 2
+    assert cli_main(["export-pretrained", str(tmp_path)]) == 1
     assert "not a pretraining directory" in capsys.readouterr().err
 
 

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ElmoError
 from .presets import PRESETS
 
 
@@ -155,17 +154,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spacy_elmo.pretrain.cli")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_pretrain_parser(subparsers)
-    add_export_parser(subparsers)
-    add_evaluate_parser(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ElmoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """The same commands as ``python -m spacy_elmo`` (which holds the one parser)."""
+    from ..cli import main as spacy_elmo_main
+
+    return spacy_elmo_main(argv)
 
 
 if __name__ == "__main__":
