@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: install, then embed a text file with a reference-format biLM
-# (the AllenNLP/bilm-tf test model shipped in tests/fixtures/elmo) into HDF5.
+# The main job: install; embed a text file with a reference-format biLM (the
+# AllenNLP/bilm-tf test model shipped in tests/fixtures/elmo) into HDF5; then the
+# spaCy project's demo workflow: fetch WNUT-16, train a small NER on the bundled
+# ELMo, evaluate it, print predictions and contextual similarities.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,3 +25,4 @@ import h5py
 with h5py.File("demo_output/embeddings.hdf5", "r") as f:
     print(f"{len(f)} datasets; line 0 has shape {f['0'].shape} (layers, tokens, 2P)")
 PY
+"$PYTHON" -m spacy project run demo
