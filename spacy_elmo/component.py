@@ -52,6 +52,7 @@ DEFAULT_CONFIG = {
     "max_batch_tokens": 4096,
     "window_size": 200,
     "window_overlap": 50,
+    "cache_tokens": 0,
     "model": {"@architectures": "spacy_elmo.ElmoModel.v1"},
 }
 
@@ -68,6 +69,7 @@ def make_elmo(
     max_batch_tokens: int,
     window_size: int,
     window_overlap: int,
+    cache_tokens: int,
 ) -> "ElmoComponent":
     """ELMo contextual token vectors; see docs/component.md for every setting."""
     settings = ElmoSettings(
@@ -77,6 +79,7 @@ def make_elmo(
         max_batch_tokens=max_batch_tokens,
         window_size=window_size,
         window_overlap=window_overlap,
+        cache_tokens=cache_tokens,
     )
     return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp)
 

@@ -214,9 +214,18 @@ def build_inline_elmo(
     max_batch_tokens: int = 4096,
     window_size: int = 200,
     window_overlap: int = 50,
+    cache_tokens: int = 0,
 ) -> Model[list[Doc], list[Floats2d]]:
     """A biLM of its own plus the listener head: what ``ElmoListener.v1`` computes, without the component."""
-    settings = ElmoSettings(weights, state, frozen, max_batch_tokens, window_size, window_overlap)
+    settings = ElmoSettings(
+        weights=weights,
+        state=state,
+        frozen=frozen,
+        max_batch_tokens=max_batch_tokens,
+        window_size=window_size,
+        window_overlap=window_overlap,
+        cache_tokens=cache_tokens,
+    )
     bilm = create_elmo_model(settings)
     model = chain(bilm, build_elmo_head(width))
     if width is not None:

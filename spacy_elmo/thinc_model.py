@@ -10,12 +10,15 @@ original files are gone.
 Long inputs are cut into *units* of at most ``window_size`` tokens: sentences when the
 Doc has sentence boundaries, otherwise overlapping windows (each token takes its vectors
 from the window where it has the most context). Units are sorted by length and packed
-into batches of at most ``max_batch_tokens`` padded tokens.
+into batches of at most ``max_batch_tokens`` padded tokens. With ``cache_tokens`` set, a frozen
+biLM in ``reset`` mode keeps the outputs of recent units (see ``layer_cache``) and runs only
+the units it has not seen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -32,6 +35,7 @@ from .bilm import ElmoBiLM, ElmoOptions, load_bilm
 from .bilm.chars import batch_to_char_ids
 from .bilm.model import check_state_mode
 from .errors import ElmoError
+from .layer_cache import LayerCache
 from .weights_source import resolve_weights
 
 MODEL_NAME = "elmo_bilm"
@@ -47,18 +51,21 @@ class ElmoSettings:
     max_batch_tokens: int = 4096
     window_size: int = 200
     window_overlap: int = 50
+    cache_tokens: int = 0
 
     def __post_init__(self) -> None:
         try:
             check_state_mode(self.state)
         except ValueError:
             raise ElmoError(f"elmo setting 'state' must be 'reset' or 'stateful', found {self.state!r}") from None
-        for name in ("max_batch_tokens", "window_size", "window_overlap"):
+        for name in ("max_batch_tokens", "window_size", "window_overlap", "cache_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ElmoError(f"elmo setting '{name}' must be an integer, found {value!r}")
         if not isinstance(self.frozen, bool):
             raise ElmoError(f"elmo setting 'frozen' must be true or false, found {self.frozen!r}")
+        if self.cache_tokens < 0:
+            raise ElmoError(f"elmo setting 'cache_tokens' must be 0 (off) or more, found {self.cache_tokens}")
         if self.window_size < 1:
             raise ElmoError(f"elmo setting 'window_size' must be at least 1, found {self.window_size}")
         if not 0 <= self.window_overlap <= self.window_size // 2:
@@ -169,6 +176,7 @@ def get_settings(model: Model) -> ElmoSettings:
 def set_settings(model: Model, settings: ElmoSettings) -> None:
     """Configure the model (before its biLM is loaded, or ``state``/``frozen`` after)."""
     model.attrs["elmo_settings"] = settings.to_dict()
+    clear_layer_cache(model)
     bilm = get_bilm(model)
     if bilm is not None:
         bilm.state = settings.state
@@ -202,6 +210,7 @@ def set_bilm(model: Model, bilm: ElmoBiLM) -> None:
     settings = get_settings(model)
     bilm.state = settings.state
     _apply_frozen(bilm, settings.frozen)
+    clear_layer_cache(model)
     model.shims[0]._model = bilm.to(get_torch_default_device())
 
 
@@ -237,29 +246,77 @@ def elmo_init(model: Model, X: list[Doc] | None = None, Y: Any = None) -> Model:
     return model
 
 
-def _run_units(bilm: ElmoBiLM, docs: Sequence[Doc], settings: ElmoSettings) -> list[tuple[Unit, torch.Tensor, int]]:
-    """Run every unit; returns ``(unit, batch layers (L, B, N, 2P), row)`` for each."""
+class _BiLMCache:
+    """A model's ``LayerCache`` and the biLM it holds outputs of."""
+
+    def __init__(self, bilm: ElmoBiLM, max_tokens: int) -> None:
+        self.bilm = weakref.ref(bilm)
+        self.layers = LayerCache(max_tokens)
+
+
+# Keyed by the model's PyTorchShim (thinc Models cannot be weakly referenced); dies with it.
+_caches: weakref.WeakKeyDictionary[PyTorchShim, _BiLMCache] = weakref.WeakKeyDictionary()
+
+
+def get_layer_cache(model: Model) -> LayerCache | None:
+    """The model's cache of unit outputs, if ``cache_tokens`` is set and it applies (frozen, ``reset``)."""
+    settings = get_settings(model)
+    bilm = get_bilm(model)
+    if bilm is None or settings.cache_tokens == 0 or not settings.frozen or settings.state != "reset":
+        return None
+    shim = model.shims[0]
+    entry = _caches.get(shim)
+    if entry is None or entry.bilm() is not bilm or entry.layers.max_tokens != settings.cache_tokens:
+        entry = _caches[shim] = _BiLMCache(bilm, settings.cache_tokens)
+    return entry.layers
+
+
+def clear_layer_cache(model: Model) -> None:
+    _caches.pop(model.shims[0], None)
+
+
+def _unit_words(docs: Sequence[Doc], unit: Unit) -> tuple[str, ...]:
+    return tuple(token.text for token in docs[unit.doc_index][unit.start : unit.end])
+
+
+def _run_units(
+    bilm: ElmoBiLM, docs: Sequence[Doc], settings: ElmoSettings, cache: LayerCache | None
+) -> list[tuple[Unit, torch.Tensor]]:
+    """Every unit with its layers ``(L, unit length, 2P)``; cached units are not run again."""
     units = [
         unit for i, doc in enumerate(docs) for unit in doc_units(i, doc, settings.window_size, settings.window_overlap)
     ]
+    results: list[tuple[Unit, torch.Tensor]] = []
+    to_run: list[Unit] = []
+    for unit in units:
+        cached = cache.get(_unit_words(docs, unit)) if cache is not None else None
+        if cached is None:
+            to_run.append(unit)
+        else:
+            results.append((unit, cached))
     keep_order = settings.state == "stateful"
-    results: list[tuple[Unit, torch.Tensor, int]] = []
-    for batch in pack_batches(units, settings.max_batch_tokens, keep_order):
-        words = [[t.text for t in docs[u.doc_index][u.start : u.end]] for u in batch]
+    for batch in pack_batches(to_run, settings.max_batch_tokens, keep_order):
+        words = [_unit_words(docs, unit) for unit in batch]
         layers = bilm(batch_to_char_ids(words)).layers
-        results.extend((unit, layers, row) for row, unit in enumerate(batch))
+        for row, unit in enumerate(batch):
+            unit_layers = layers[:, row, : unit.end - unit.start]
+            if cache is not None:
+                # A copy, so that the cache does not keep the whole padded batch alive.
+                unit_layers = unit_layers.clone()
+                cache.put(words[row], unit_layers)
+            results.append((unit, unit_layers))
     return results
 
 
 def _assemble(
-    docs: Sequence[Doc], ran: list[tuple[Unit, torch.Tensor, int]], n_layers: int, width: int, like: torch.Tensor
+    docs: Sequence[Doc], ran: list[tuple[Unit, torch.Tensor]], n_layers: int, width: int, like: torch.Tensor
 ) -> list[torch.Tensor]:
     """Per-Doc ``(L, n_tokens, 2P)`` tensors made of the units' core slices, in token order."""
     pieces: list[list[tuple[int, torch.Tensor]]] = [[] for _ in docs]
-    for unit, layers, row in ran:
+    for unit, layers in ran:
         offset = unit.core_start - unit.start
         length = unit.core_end - unit.core_start
-        pieces[unit.doc_index].append((unit.core_start, layers[:, row, offset : offset + length]))
+        pieces[unit.doc_index].append((unit.core_start, layers[:, offset : offset + length]))
     outputs = []
     for doc_pieces in pieces:
         if not doc_pieces:
@@ -278,8 +335,9 @@ def elmo_forward(
     settings = get_settings(model)
     track_grad = is_train and not settings.frozen
     like = bilm.bos_ids.new_zeros(0, dtype=torch.float32)
+    cache = None if track_grad else get_layer_cache(model)
     with torch.set_grad_enabled(track_grad):
-        ran = _run_units(bilm, docs, settings)
+        ran = _run_units(bilm, docs, settings, cache)
         doc_layers = _assemble(docs, ran, bilm.n_output_layers, bilm.output_dim, like)
     outputs = [model.ops.asarray3f(torch2xp(t.detach())) for t in doc_layers]
 
