@@ -114,6 +114,24 @@ def collect(metrics_dir: Path, training_dir: Path) -> list[SystemResult]:
     return sorted(results, key=lambda r: (list(TASKS).index(r.task), order[r.system]))
 
 
+def merge_previous(results: list[SystemResult], previous_path: Path) -> list[SystemResult]:
+    """Add the seeds recorded in an earlier ``results.json`` that ``metrics/`` does not hold (it wins where both do)."""
+    by_key = {(r.task, r.system): r for r in results}
+    for entry in json.loads(previous_path.read_text(encoding="utf8")):
+        key = (entry["task"], entry["system"])
+        if key[0] not in TASKS or key[1] not in SYSTEMS:
+            continue
+        result = by_key.setdefault(key, SystemResult(*key, []))
+        have = {seed.seed for seed in result.seeds}
+        for seed in entry["seeds"]:
+            if seed["seed"] not in have:
+                curve = [(int(step), float(score)) for step, score in seed.pop("curve", [])]
+                result.seeds.append(SeedResult(**seed, curve=curve))
+        result.seeds.sort(key=lambda seed: seed.seed)
+    order = {name: index for index, name in enumerate(SYSTEMS)}
+    return sorted(by_key.values(), key=lambda r: (list(TASKS).index(r.task), order[r.system]))
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -244,9 +262,16 @@ def main() -> None:
     parser.add_argument("training_dir", type=Path)
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--doc", type=Path, help="markdown file whose RESULTS block is replaced by the tables")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        help="an earlier results.json: its seeds that metrics_dir lacks are kept (runs made on another checkout)",
+    )
     args = parser.parse_args()
 
     results = collect(args.metrics_dir, args.training_dir) if args.metrics_dir.exists() else []
+    if args.previous is not None and args.previous.exists():
+        results = merge_previous(results, args.previous)
     if not results:
         raise SystemExit(f"no results under {args.metrics_dir}/<task>_<system>/seed<N>.json: run a training command")
     args.output_dir.mkdir(parents=True, exist_ok=True)

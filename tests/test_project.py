@@ -145,3 +145,28 @@ def test_report_tables_and_targets(tmp_path: Path) -> None:
         in table
     )
     assert report.target_lines(results)[0] == "- NER: ELMo frozen − tok2vec = +4.0 F1 (target ≥ +3.0): met"
+
+
+def test_report_merges_seeds_of_an_earlier_results_json(tmp_path: Path) -> None:
+    import report
+
+    path = tmp_path / "metrics" / "ner_glove" / "seed1.json"
+    path.parent.mkdir(parents=True)
+    srsly.write_json(path, {"ents_f": 0.5, "ents_p": 0.6, "ents_r": 0.4, "speed": 900.0})
+    seed = {"f1": 0.3, "precision": 0.3, "recall": 0.3, "words_per_second": 1.0, "train_seconds": None}
+    seed |= {"train_cpu_seconds": None, "model_bytes": None, "curve": [[0, 0.0], [200, 0.25]]}
+    previous = [
+        {
+            "task": "ner",
+            "system": "glove",
+            "seeds": [{"seed": 0, "score": 0.3, **seed}, {"seed": 1, "score": 0.1, **seed}],
+        },
+        {"task": "ner", "system": "tok2vec", "seeds": [{"seed": 0, "score": 0.2, **seed}]},
+    ]
+    srsly.write_json(tmp_path / "results.json", previous)
+    results = report.merge_previous(report.collect(tmp_path / "metrics", tmp_path), tmp_path / "results.json")
+    assert [(r.system, [(s.seed, s.score) for s in r.seeds]) for r in results] == [
+        ("tok2vec", [(0, 0.2)]),
+        ("glove", [(0, 0.3), (1, 0.5)]),  # seed 1 from metrics/ wins over the earlier file
+    ]
+    assert results[0].seeds[0].curve == [(0, 0.0), (200, 0.25)]
