@@ -18,7 +18,9 @@ from spacy_elmo.bilm.model import ElmoBiLM
 from spacy_elmo.bilm.token_encoder import TokenEncoder, WordVectorCache
 
 FIXTURE = Path(__file__).parent / "fixtures" / "elmo"
-TOLERANCE = 1e-6
+# The inference path's bound (issue #4). Its products go through NumPy's BLAS, which rounds
+# differently from torch's (largest difference seen on the fixture: 1.4e-6).
+TOLERANCE = 1e-5
 
 
 def fixture_model(state: str = "reset") -> ElmoBiLM:
@@ -67,7 +69,7 @@ def test_fast_path_equals_reference_path(state: str, batch_size: int) -> None:
 
 
 def test_fast_path_reproduces_the_reference_fixture() -> None:
-    """Stateful, batch 3, stream k in row k: AllenNLP's expected top layer within 1e-6."""
+    """Stateful, batch 3, stream k in row k: AllenNLP's expected top layer within 1e-5."""
     streams = json.loads((FIXTURE / "sentences.json").read_text())
     model = fixture_model("stateful")
     worst = 0.0
@@ -167,14 +169,17 @@ def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.Mon
     gate_dim = 4 * model.options.lstm_dim
     monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * 2 * len(sentences) * gate_dim * 4)
     allocated: list[tuple[int, ...]] = []
-    original_addmm = torch.addmm
+    original_matmul_into = lstm_module.matmul_into
 
-    def spy_addmm(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if "out" in kwargs:
-            allocated.append(tuple(kwargs["out"].shape))
-        return original_addmm(*args, **kwargs)
+    lstm = model.lstm
+    input_weights = {layer.input_weight.data_ptr() for layer in [*lstm.forward_layers, *lstm.backward_layers]}
 
-    monkeypatch.setattr(lstm_module.torch, "addmm", spy_addmm)
+    def spy_matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if b.data_ptr() in input_weights:
+            allocated.append(tuple(out.shape))
+        return original_matmul_into(out, a, b)
+
+    monkeypatch.setattr(lstm_module, "matmul_into", spy_matmul_into)
     chunked = fast_layers(model, char_ids)
     monkeypatch.undo()
     assert allocated and max(rows for rows, _ in allocated) <= 3 * len(sentences)

@@ -11,6 +11,9 @@ from spacy_elmo.bilm.chars import word_to_char_ids
 from .conftest import FIXTURE_DIR, OPTIONS_FILE, WEIGHT_FILE
 
 ATOL = 1e-5
+# OpenBLAS picks its kernels by matrix size, so a row's rounding can depend on the batch
+# it is in (a few float32 ulps: 1.2e-6 seen at values near 2.7).
+BATCH_ROUNDING = 5e-6
 
 
 def test_stateful_top_layer_matches_reference_for_all_30_sentences(fixture_sentences, expected_top_layers):
@@ -52,10 +55,10 @@ def test_reset_mode_does_not_depend_on_batch_or_history(fixture_sentences):
     for batch_size in (1, 4, 30):
         together = model.embed_sentences(sentences, batch_size=batch_size)
         for a, b in zip(alone, together[:6], strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(a, b, atol=BATCH_ROUNDING, rtol=0)
     reversed_order = model.embed_sentences(sentences[::-1], batch_size=7)[::-1]
     for a, b in zip(together, reversed_order, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(a, b, atol=BATCH_ROUNDING, rtol=0)
 
 
 def test_stateful_mode_depends_on_history_until_reset(fixture_sentences, expected_top_layers):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cpu_matmul import matmul_into
 from .options import ElmoOptions
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -31,6 +32,7 @@ class ProjectedLstmLayer(nn.Module):
         projection_dim: int,
         cell_clip: float | None,
         proj_clip: float | None,
+        initialize: bool = True,
     ) -> None:
         super().__init__()
         self.cell_dim = cell_dim
@@ -44,7 +46,8 @@ class ProjectedLstmLayer(nn.Module):
         forget_offset = torch.zeros(4 * cell_dim)
         forget_offset[2 * cell_dim : 3 * cell_dim] = 1.0
         self.register_buffer("forget_offset", forget_offset, persistent=False)
-        self.reset_parameters()
+        if initialize:
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """TF's glorot-uniform on the fused ``[x; h] @ W_0`` kernel and on ``W_P``."""
@@ -130,7 +133,8 @@ def run_directions_inference(
     Each direction keeps its own weights; the two run in step, sharing gate, cell
     and output buffers, so every elementwise operation covers both. Hidden states
     are written straight into the output buffer, the cell state is updated in
-    place, and the input gates are computed a chunk of steps at a time.
+    place, and the input gates are computed a chunk of steps at a time. Matrix
+    products go through ``cpu_matmul`` (NumPy's BLAS on the CPU).
 
     Returns:
         per direction the outputs ``(B, T, P)`` and the final ``(h, c)``.
@@ -145,6 +149,7 @@ def run_directions_inference(
     biases = [layer.bias + layer.forget_offset for layer in layers]
     chunk = steps_per_chunk(2 * batch, 4 * C, inputs[0].element_size())  # both directions
     input_gates = inputs[0].new_empty(0)
+    recurrent = inputs[0].new_empty(2, batch, 4 * C)  # each step's h @ W_h, both directions
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []
     active = batch
@@ -167,10 +172,12 @@ def run_directions_inference(
             input_gates = inputs[0].new_empty(2, stop - t, active, 4 * C)
             for d in range(2):
                 step_major = inputs[d][:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
-                torch.addmm(biases[d], step_major, layers[d].input_weight, out=input_gates[d].view(-1, 4 * C))
+                matmul_into(input_gates[d].view(-1, 4 * C), step_major, layers[d].input_weight)
+                input_gates[d] += biases[d]
         step_gates = input_gates[:, offset, :active]
         for d in range(2):
-            step_gates[d].addmm_(hidden[d], layers[d].hidden_weight)
+            matmul_into(recurrent[d, :active], hidden[d], layers[d].hidden_weight)
+        step_gates += recurrent[:, :active]
         # TF gate order i, j, f, o
         step_gates[:, :, :C].sigmoid_()
         step_gates[:, :, C : 2 * C].tanh_()
@@ -182,7 +189,7 @@ def run_directions_inference(
         o.mul_(torch.tanh(cell))  # o now holds m = o * tanh(c)
         hidden = outputs[:, t, :active]
         for d in range(2):
-            torch.mm(o[d], layers[d].projection_weight, out=hidden[d])
+            matmul_into(hidden[d], o[d], layers[d].projection_weight)
         if proj_clip is not None:
             hidden.clamp_(-proj_clip, proj_clip)
     final_h.append(hidden)
@@ -208,7 +215,7 @@ class ElmoLstm(nn.Module):
     ``LSTM_l(in_l) + in_l``; the carried hidden state is the pre-residual one.
     """
 
-    def __init__(self, options: ElmoOptions) -> None:
+    def __init__(self, options: ElmoOptions, initialize: bool = True) -> None:
         super().__init__()
         self.n_layers = options.n_layers
         self.projection_dim = options.projection_dim
@@ -223,6 +230,7 @@ class ElmoLstm(nn.Module):
                     options.projection_dim,
                     options.cell_clip,
                     options.proj_clip,
+                    initialize,
                 )
                 for _ in range(options.n_layers)
             )

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
+from .cpu_matmul import blas_owns_threads
 from .lstm import ElmoLstm
 from .options import ElmoOptions
 from .token_encoder import TokenEncoder, WordVectorCache
@@ -54,12 +55,13 @@ class ElmoBiLM(nn.Module):
     the final state row ``r`` reached in the previous call (see ``reset_states``).
     """
 
-    def __init__(self, options: ElmoOptions, state: StateMode = "reset") -> None:
+    def __init__(self, options: ElmoOptions, state: StateMode = "reset", initialize: bool = True) -> None:
+        """``initialize=False`` leaves the parameters unset, for a caller that assigns them all."""
         super().__init__()
         self.options = options
         self.state = check_state_mode(state)
-        self.token_encoder = TokenEncoder(options)
-        self.lstm = ElmoLstm(options)
+        self.token_encoder = TokenEncoder(options, initialize=initialize)
+        self.lstm = ElmoLstm(options, initialize=initialize)
         self.word_cache = WordVectorCache()
         self.register_buffer("bos_ids", torch.from_numpy(BOS_IDS.copy()), persistent=False)
         self.register_buffer("eos_ids", torch.from_numpy(EOS_IDS.copy()), persistent=False)
@@ -100,6 +102,11 @@ class ElmoBiLM(nn.Module):
             ``BiLMOutput`` with ``layers (n_layers + 1, B, N, 2P)``: layer 0 is
             the token embedding duplicated to ``2P``, then one layer per LSTM.
         """
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        with blas_owns_threads(active=not needs_grad and self.device.type == "cpu"):
+            return self._forward(char_ids)
+
+    def _forward(self, char_ids: torch.Tensor) -> BiLMOutput:
         batch, n_max, _ = char_ids.shape
         char_ids = char_ids.to(self.device)
         mask = (char_ids > 0).any(-1)

@@ -11,6 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from . import cpu_matmul
 from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS
 from .options import ElmoOptions
 
@@ -21,6 +22,13 @@ DEFAULT_CHUNK_TOKENS = 128
 DEFAULT_CACHE_WORDS = 20_000
 
 
+def affine(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ weight``: ``(n, in) -> (n, out)``; through ``cpu_matmul`` when no gradient is needed."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        return torch.addmm(bias, x, weight)
+    return cpu_matmul.addmm(bias, x, weight)
+
+
 class CharacterCNN(nn.Module):
     """Character embedding plus max-pooled convolutions of several widths.
 
@@ -28,14 +36,15 @@ class CharacterCNN(nn.Module):
     Row 0 of the embedding is the all-zero row for padding tokens.
     """
 
-    def __init__(self, options: ElmoOptions) -> None:
+    def __init__(self, options: ElmoOptions, initialize: bool = True) -> None:
         super().__init__()
         self.embedding = nn.Embedding(N_CHARACTER_IDS, options.char_embedding_dim, padding_idx=0)
         self.convolutions = nn.ModuleList(
             nn.Conv1d(options.char_embedding_dim, n_out, width) for width, n_out in options.filters
         )
         self.activation = torch.relu if options.activation == "relu" else torch.tanh
-        self.reset_parameters()
+        if initialize:
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """bilm-tf's initialisation: embedding U(-1, 1), relu filters U(-0.05, 0.05)."""
@@ -63,13 +72,14 @@ class Highway(nn.Module):
     Shapes: ``(n, dim) -> (n, dim)``. The "carry" gate multiplies the transform.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, initialize: bool = True) -> None:
         super().__init__()
         self.carry_weight = nn.Parameter(torch.empty(dim, dim))
         self.carry_bias = nn.Parameter(torch.empty(dim))
         self.transform_weight = nn.Parameter(torch.empty(dim, dim))
         self.transform_bias = nn.Parameter(torch.empty(dim))
-        self.reset_parameters()
+        if initialize:
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         dim = self.carry_weight.shape[0]
@@ -80,8 +90,8 @@ class Highway(nn.Module):
             self.transform_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(torch.addmm(self.carry_bias, x, self.carry_weight))
-        transformed = torch.relu(torch.addmm(self.transform_bias, x, self.transform_weight))
+        gate = torch.sigmoid(affine(self.carry_bias, x, self.carry_weight))
+        transformed = torch.relu(affine(self.transform_bias, x, self.transform_weight))
         return gate * transformed + (1.0 - gate) * x
 
 
@@ -91,17 +101,20 @@ class TokenEncoder(nn.Module):
     Runs in chunks of ``chunk_tokens`` so memory stays bounded for any input size.
     """
 
-    def __init__(self, options: ElmoOptions, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> None:
+    def __init__(
+        self, options: ElmoOptions, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, initialize: bool = True
+    ) -> None:
         super().__init__()
-        self.cnn = CharacterCNN(options)
-        self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
+        self.cnn = CharacterCNN(options, initialize)
+        self.highways = nn.ModuleList(Highway(options.n_filters, initialize) for _ in range(options.n_highway))
         self.projection_weight: nn.Parameter | None = None
         self.projection_bias: nn.Parameter | None = None
         if options.use_projection:
             self.projection_weight = nn.Parameter(torch.empty(options.n_filters, options.projection_dim))
             self.projection_bias = nn.Parameter(torch.zeros(options.projection_dim))
-            with torch.no_grad():
-                nn.init.normal_(self.projection_weight, 0.0, (1.0 / options.n_filters) ** 0.5)
+            if initialize:
+                with torch.no_grad():
+                    nn.init.normal_(self.projection_weight, 0.0, (1.0 / options.n_filters) ** 0.5)
         self.output_dim = options.projection_dim
         self.chunk_tokens = chunk_tokens
 
@@ -110,7 +123,7 @@ class TokenEncoder(nn.Module):
         for highway in self.highways:
             x = highway(x)
         if self.projection_weight is not None:
-            x = torch.addmm(self.projection_bias, x, self.projection_weight)
+            x = affine(self.projection_bias, x, self.projection_weight)
         return x
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:

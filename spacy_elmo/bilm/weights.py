@@ -154,6 +154,7 @@ def read_weight_arrays(
 
 def _assign(model: ElmoBiLM, arrays: dict[str, np.ndarray]) -> None:
     parameters = dict(model.named_parameters())
+    assigned: set[str] = set()
     with torch.no_grad():
         for entry in weight_entries(model.options):
             array = arrays[entry.dataset]
@@ -162,8 +163,14 @@ def _assign(model: ElmoBiLM, arrays: dict[str, np.ndarray]) -> None:
                 split = model.options.projection_dim
                 parameters[f"{prefix}.input_weight"].copy_(torch.from_numpy(array[:split]))
                 parameters[f"{prefix}.hidden_weight"].copy_(torch.from_numpy(array[split:]))
+                assigned.update((f"{prefix}.input_weight", f"{prefix}.hidden_weight"))
             else:
                 parameters[entry.parameter].copy_(torch.from_numpy(np.ascontiguousarray(entry.to_model(array))))
+                assigned.add(entry.parameter)
+    # load_bilm builds the model uninitialised: a parameter no dataset sets would hold garbage.
+    unset = sorted(set(parameters) - assigned)
+    if unset:
+        raise RuntimeError(f"no weight dataset maps to the model's parameters {unset}")
 
 
 def load_bilm(
@@ -175,7 +182,7 @@ def load_bilm(
     """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU."""
     options = read_options(options_file)
     options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
-    model = ElmoBiLM(options, state=state)
+    model = ElmoBiLM(options, state=state, initialize=False)  # every parameter is assigned below
     _assign(model, arrays)
     return model.eval()
 

@@ -1,0 +1,83 @@
+"""The inference path's matrix products: NumPy's BLAS against torch's, and the thread hand-over."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from spacy_elmo import load_bilm
+from spacy_elmo.bilm import cpu_matmul
+from spacy_elmo.bilm.chars import batch_to_char_ids
+
+FIXTURE = Path(__file__).parent / "fixtures" / "elmo"
+
+
+@pytest.fixture
+def backend() -> Iterator[None]:
+    previous = cpu_matmul.matmul_backend()
+    yield
+    cpu_matmul.set_matmul_backend(previous)
+
+
+def test_numpy_products_equal_torch_products_including_views(backend: None) -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 24, generator=generator)
+    b = torch.randn(24, 40, generator=generator)
+    buffer = torch.zeros(3, 7, 40)
+    cpu_matmul.set_matmul_backend("numpy")
+    assert cpu_matmul.uses_numpy(a, b)
+    cpu_matmul.matmul_into(buffer[1], a[:, ::1], b)  # into a slice of a larger buffer
+    strided = torch.randn(7, 48, generator=generator)[:, :24]  # rows with a stride, as the gate slices
+    expected_strided = torch.mm(strided, b)
+    got_strided = cpu_matmul.matmul(strided, b)
+    assert torch.allclose(buffer[1], torch.mm(a, b), atol=1e-5, rtol=0)
+    assert torch.count_nonzero(buffer[0]) == 0 and torch.count_nonzero(buffer[2]) == 0
+    assert torch.allclose(got_strided, expected_strided, atol=1e-5, rtol=0)
+    bias = torch.randn(40, generator=generator)
+    assert torch.allclose(cpu_matmul.addmm(bias, a, b), torch.addmm(bias, a, b), atol=1e-5, rtol=0)
+
+
+def test_non_float32_tensors_go_through_torch(backend: None) -> None:
+    cpu_matmul.set_matmul_backend("numpy")
+    a, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    assert not cpu_matmul.uses_numpy(a, b)
+    assert torch.equal(cpu_matmul.matmul(a, b), torch.mm(a, b))
+
+
+def test_unknown_backend_is_rejected(backend: None) -> None:
+    with pytest.raises(ValueError, match="matmul backend must be one of"):
+        cpu_matmul.set_matmul_backend("mkl")
+
+
+def test_blas_owns_threads_gives_torch_one_thread_and_restores_it(backend: None) -> None:
+    cpu_matmul.set_matmul_backend("numpy")
+    before = torch.get_num_threads()
+    with cpu_matmul.blas_owns_threads():
+        assert torch.get_num_threads() == 1
+        with cpu_matmul.blas_owns_threads():  # nested: unchanged
+            assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), cpu_matmul.blas_owns_threads():
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    cpu_matmul.set_matmul_backend("torch")
+    with cpu_matmul.blas_owns_threads():
+        assert torch.get_num_threads() == before
+
+
+def test_both_backends_give_the_same_biLM_layers(backend: None) -> None:
+    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    char_ids = batch_to_char_ids([sentence.split() for sentence in streams[0]])
+    model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")
+    layers = {}
+    for name in cpu_matmul.BACKENDS:
+        cpu_matmul.set_matmul_backend(name)
+        model.clear_caches()
+        with torch.no_grad():
+            layers[name] = model(char_ids).layers
+    assert (layers["numpy"] - layers["torch"]).abs().max().item() < 1e-5
+    assert layers["numpy"].abs().max().item() > 0.1
