@@ -69,7 +69,7 @@ def test_blas_owns_threads_gives_torch_one_thread_and_restores_it(backend: None)
         assert torch.get_num_threads() == before
 
 
-def test_both_backends_give_the_same_biLM_layers(backend: None) -> None:
+def test_both_backends_give_the_same_bilm_layers(backend: None) -> None:
     streams = json.loads((FIXTURE / "sentences.json").read_text())
     char_ids = batch_to_char_ids([sentence.split() for sentence in streams[0]])
     model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")

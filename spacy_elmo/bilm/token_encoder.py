@@ -101,9 +101,7 @@ class TokenEncoder(nn.Module):
     Runs in chunks of ``chunk_tokens`` so memory stays bounded for any input size.
     """
 
-    def __init__(
-        self, options: ElmoOptions, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, initialize: bool = True
-    ) -> None:
+    def __init__(self, options: ElmoOptions, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, initialize: bool = True) -> None:
         super().__init__()
         self.cnn = CharacterCNN(options, initialize)
         self.highways = nn.ModuleList(Highway(options.n_filters, initialize) for _ in range(options.n_highway))
