@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import spacy_elmo.bilm.lstm as lstm_module
+import spacy_elmo.bilm.token_encoder as token_encoder_module
 from spacy_elmo import load_bilm
 from spacy_elmo.bilm.chars import batch_to_char_ids
 from spacy_elmo.bilm.model import ElmoBiLM
@@ -142,19 +143,46 @@ def test_word_cache_is_a_bounded_lru() -> None:
 
 
 def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CNN's per-position activations exist for at most ``chunk_tokens`` tokens at a time."""
+    """The CNN's per-position activations exist for at most ``chunk_tokens`` tokens at a time;
+    the highway layers take ``HIGHWAY_CHUNKS`` CNN chunks at once."""
     model = fixture_model()
     encoder: TokenEncoder = model.token_encoder
     char_ids = batch_to_char_ids([[f"t{k}" for k in range(50)]])[0]
+    monkeypatch.setattr(token_encoder_module, "HIGHWAY_CHUNKS", 2)
     with torch.no_grad():
         whole = encoder(char_ids)
-        seen: list[int] = []
-        original = encoder._encode_chunk
-        monkeypatch.setattr(encoder, "_encode_chunk", lambda ids: seen.append(ids.shape[0]) or original(ids))
+        cnn_rows: list[int] = []
+        highway_rows: list[int] = []
+        cnn_forward, highway_forward = encoder.cnn.forward, encoder.highways[0].forward
+        monkeypatch.setattr(encoder.cnn, "forward", lambda ids: cnn_rows.append(ids.shape[0]) or cnn_forward(ids))
+        monkeypatch.setattr(
+            encoder.highways[0], "forward", lambda x: highway_rows.append(x.shape[0]) or highway_forward(x)
+        )
         encoder.chunk_tokens = 16
         chunked = encoder(char_ids)
-    assert seen == [16, 16, 16, 2]
+    assert cnn_rows == [16, 16, 16, 2]
+    assert highway_rows == [32, 18]
     assert torch.allclose(chunked, whole, atol=TOLERANCE, rtol=0)
+
+
+def test_cnn_skips_trailing_padding_exactly() -> None:
+    """The inference path convolves only up to the longest token (+ filter width): same vectors."""
+    model = fixture_model()
+    words = ["a", "of", "bank", "Mississippi", "x" * 30, "y" * 48, "ünïcödé", "", "3.14"]
+    char_ids = batch_to_char_ids([words])[0]
+    cnn = model.token_encoder.cnn
+    with torch.enable_grad():
+        full = cnn(char_ids).detach()  # the autograd path convolves all 50 positions
+    with torch.no_grad():
+        for subset in ([0, 1, 2], [3], [0, 4], [5, 1], [6, 7, 8], list(range(len(words)))):
+            cropped = cnn(char_ids[subset])
+            assert torch.allclose(cropped, full[subset], atol=TOLERANCE, rtol=0), subset
+        assert torch.allclose(model.token_encoder(char_ids), reference_encoder(model, char_ids), atol=TOLERANCE)
+
+
+def reference_encoder(model: ElmoBiLM, char_ids: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():
+        return model.token_encoder(char_ids).detach()
 
 
 def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:

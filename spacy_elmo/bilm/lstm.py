@@ -279,12 +279,14 @@ class ElmoLstm(nn.Module):
         batch = inputs.shape[0]
         order = torch.argsort(lengths, descending=True, stable=True)
         restore = torch.argsort(order)
+        # Reset-mode callers pass rows sorted by length already: then no reordering copies.
+        in_order = bool((order == torch.arange(batch, device=order.device)).all())
         sorted_lengths = lengths[order].tolist()
         order_dev = order.to(inputs.device)
         initial = self._initial_states(batch, inputs, stateful)
         initial = [(h[order_dev], c[order_dev]) for h, c in initial]
 
-        x_forward = inputs[order_dev]
+        x_forward = inputs if in_order else inputs[order_dev]
         x_backward = reverse_padded(x_forward, lengths[order])
         sorted_len_tensor = lengths[order]
         finals_forward: list[State] = []
@@ -304,13 +306,16 @@ class ElmoLstm(nn.Module):
             else:
                 out_f, final_f = forward_layer(x_forward, sorted_lengths, initial_f)
                 out_b, final_b = backward_layer(x_backward, sorted_lengths, initial_b)
-            if self.use_skip_connections and layer > 0:
+            if self.use_skip_connections and layer > 0 and fast:
+                out_f.add_(x_forward)  # views of the inference path's own output buffer
+                out_b.add_(x_backward)
+            elif self.use_skip_connections and layer > 0:
                 out_f = out_f + x_forward
                 out_b = out_b + x_backward
             finals_forward.append(final_f)
             finals_backward.append(final_b)
             both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
-            layer_outputs.append(both[restore.to(inputs.device)])
+            layer_outputs.append(both if in_order else both[restore.to(inputs.device)])
             x_forward, x_backward = out_f, out_b
         if stateful:
             restore_dev = restore.to(inputs.device)

@@ -126,9 +126,17 @@ class ElmoBiLM(nn.Module):
         x[:, 1 : n_max + 1][mask] = embedded[2:]
 
         lstm_layers = self.lstm(x, lengths + 2, stateful=self.state == "stateful")
-        layers = torch.stack([torch.cat([x, x], dim=-1), *lstm_layers])
-        # Drop <S> and </S>: output position t is model position t + 1.
-        layers = layers[:, :, 1 : n_max + 1] * mask[None, :, :, None]
+        # Written into one buffer, layer by layer, so that no stacked or masked copy of
+        # all layers is made. Output position t is model position t + 1 (no <S>).
+        layers = x.new_empty(1 + len(lstm_layers), batch, n_max, 2 * dim)
+        layers[0, :, :, :dim] = x[:, 1 : n_max + 1]
+        layers[0, :, :, dim:] = x[:, 1 : n_max + 1]
+        for k in range(len(lstm_layers)):
+            layers[k + 1] = lstm_layers[k][:, 1 : n_max + 1]
+            lstm_layers[k] = layers[k + 1]  # drop the LSTM's own tensor now
+        # Past each sentence's end everything is zero but </S> at position `length`.
+        short = (lengths < n_max).nonzero().squeeze(1)
+        layers[:, short, lengths[short]] = 0.0
         return BiLMOutput(layers, mask)
 
     def embed_sentences(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[np.ndarray]:

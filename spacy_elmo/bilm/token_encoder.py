@@ -12,12 +12,15 @@ import torch
 from torch import nn
 
 from . import cpu_matmul
-from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS
+from .chars import MAX_WORD_LENGTH, N_CHARACTER_IDS, PAD_CHAR
 from .options import ElmoOptions
 
 # Tokens encoded per CNN call; bounds the (chunk, n_out, 50) activations
-# (Original model: at most 23 MB for the widest filter).
-DEFAULT_CHUNK_TOKENS = 128
+# (Original model: at most 12 MB for the widest filter).
+DEFAULT_CHUNK_TOKENS = 64
+# CNN chunks whose highway layers and projection run together: their matrix products
+# are faster with more rows, and their activations are small ((n, n_filters)).
+HIGHWAY_CHUNKS = 8
 # Word vectors kept by the inference cache (Original model: 2 KB each).
 DEFAULT_CACHE_WORDS = 20_000
 
@@ -62,8 +65,29 @@ class CharacterCNN(nn.Module):
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         # (n, 50, e) -> (n, e, 50) for Conv1d
         chars = self.embedding(char_ids).transpose(1, 2)
-        pooled = [conv(chars).amax(dim=2) for conv in self.convolutions]
+        if torch.is_grad_enabled():
+            pooled = [conv(chars).amax(dim=2) for conv in self.convolutions]
+        else:
+            # Every window of width w that lies wholly in the trailing padding holds the same
+            # input, so one of them stands for all: a filter of width w needs only the first
+            # (longest token + w) positions, and the max over them is the max over all 50.
+            used = padded_length(char_ids)
+            pooled = [
+                conv(chars[:, :, : min(MAX_WORD_LENGTH, used + conv.kernel_size[0])]).amax(dim=2)
+                for conv in self.convolutions
+            ]
         return self.activation(torch.cat(pooled, dim=1))
+
+
+def token_lengths(char_ids: torch.Tensor) -> torch.Tensor:
+    """``(n, 50)`` char ids to ``(n,)``: positions up to the last one that is not padding."""
+    positions = torch.arange(1, char_ids.shape[1] + 1, device=char_ids.device)
+    return ((char_ids != PAD_CHAR + 1) * positions).amax(dim=1)
+
+
+def padded_length(char_ids: torch.Tensor) -> int:
+    """The longest token's length in ``(n, 50)`` char ids (0 for none)."""
+    return int(token_lengths(char_ids).max().item()) if char_ids.shape[0] else 0
 
 
 class Highway(nn.Module):
@@ -117,7 +141,9 @@ class TokenEncoder(nn.Module):
         self.chunk_tokens = chunk_tokens
 
     def _encode_chunk(self, char_ids: torch.Tensor) -> torch.Tensor:
-        x = self.cnn(char_ids)
+        """``(n, 50)`` with ``n <= chunk_tokens * HIGHWAY_CHUNKS`` to ``(n, P)``."""
+        pieces = [self.cnn(chunk) for chunk in char_ids.split(self.chunk_tokens)]
+        x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         for highway in self.highways:
             x = highway(x)
         if self.projection_weight is not None:
@@ -127,9 +153,20 @@ class TokenEncoder(nn.Module):
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         if char_ids.dim() != 2 or char_ids.shape[1] != MAX_WORD_LENGTH:
             raise ValueError(f"expected char ids of shape (n_tokens, {MAX_WORD_LENGTH}), got {tuple(char_ids.shape)}")
-        if char_ids.shape[0] <= self.chunk_tokens:
-            return self._encode_chunk(char_ids)
-        return torch.cat([self._encode_chunk(chunk) for chunk in char_ids.split(self.chunk_tokens)])
+        if torch.is_grad_enabled() or char_ids.shape[0] <= self.chunk_tokens:
+            order = None
+        else:
+            # Chunks of tokens of similar length, so the CNN skips more padding (see CharacterCNN).
+            order = torch.argsort(token_lengths(char_ids), stable=True)
+            char_ids = char_ids[order]
+        group = self.chunk_tokens * HIGHWAY_CHUNKS
+        if char_ids.shape[0] <= group:
+            encoded = self._encode_chunk(char_ids)
+        else:
+            encoded = torch.cat([self._encode_chunk(chunk) for chunk in char_ids.split(group)])
+        if order is None:
+            return encoded
+        return torch.empty_like(encoded).index_copy_(0, order, encoded)
 
 
 def _weights_key(module: nn.Module) -> tuple[object, ...]:
