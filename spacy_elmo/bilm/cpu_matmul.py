@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ if _backend not in BACKENDS:
     raise ValueError(f"SPACY_ELMO_MATMUL must be one of {BACKENDS}, found {_backend!r}")
 _blas_threads: int | None = None
 _owned_threads: int | None = None  # torch's thread count while blas_owns_threads is active
+_single_blas = False  # inside single_threaded_blas
 
 
 def set_matmul_backend(name: str) -> str:
@@ -44,15 +47,41 @@ def matmul_backend() -> str:
     return _backend
 
 
-def _match_blas_threads() -> None:
-    """Give NumPy's BLAS torch's thread count (checked on every use: workers change it)."""
-    global _blas_threads
-    wanted = _owned_threads or torch.get_num_threads()
-    if wanted != _blas_threads:
-        from threadpoolctl import threadpool_limits
+@lru_cache(maxsize=1)
+def _blas_libraries() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process."""
+    from threadpoolctl import ThreadpoolController
 
-        threadpool_limits(limits=wanted, user_api="blas")
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+def _match_blas_threads() -> None:
+    """Give NumPy's BLAS torch's thread count, or one inside ``single_threaded_blas``
+    (checked on every use: workers change torch's)."""
+    global _blas_threads
+    wanted = 1 if _single_blas else (_owned_threads or torch.get_num_threads())
+    if wanted != _blas_threads:
+        for library in _blas_libraries():
+            library.set_num_threads(wanted)
         _blas_threads = wanted
+
+
+def threads_for_directions(*tensors: torch.Tensor) -> int:
+    """Threads the LSTM's two directions may run in, inside ``blas_owns_threads``: 2 or 1."""
+    if _owned_threads is None or _single_blas or not uses_numpy(*tensors):
+        return 1
+    return min(2, _owned_threads)
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """NumPy's BLAS on one thread in the block, for callers that run products in several threads."""
+    global _single_blas
+    previous, _single_blas = _single_blas, True
+    try:
+        yield
+    finally:
+        _single_blas = previous
 
 
 @contextmanager

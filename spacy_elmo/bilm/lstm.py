@@ -8,10 +8,12 @@ file's value bit for bit.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import nn
 
-from .cpu_matmul import matmul_into
+from .cpu_matmul import matmul_into, single_threaded_blas, threads_for_directions
 from .options import ElmoOptions
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -122,34 +124,35 @@ def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | N
     return max(1, budget // max(1, rows * gate_dim * itemsize))
 
 
-def run_directions_inference(
-    layers: tuple[ProjectedLstmLayer, ProjectedLstmLayer],
-    inputs: tuple[torch.Tensor, torch.Tensor],
+def run_direction_inference(
+    layer: ProjectedLstmLayer,
+    inputs: torch.Tensor,
     lengths: list[int],
-    initial: tuple[State, State],
-) -> tuple[list[torch.Tensor], list[State]]:
-    """Both directions' ``ProjectedLstmLayer.forward`` at once, without autograd (same results).
+    initial: State,
+    outputs: torch.Tensor,
+    gate_budget_rows: int,
+) -> State:
+    """``layer.forward`` without autograd (same results), writing into ``outputs``.
 
-    Each direction keeps its own weights; the two run in step, sharing gate, cell
-    and output buffers, so every elementwise operation covers both. Hidden states
-    are written straight into the output buffer, the cell state is updated in
-    place, and the input gates are computed a chunk of steps at a time. Matrix
-    products go through ``cpu_matmul`` (NumPy's BLAS on the CPU).
+    Hidden states go straight into ``outputs (T, B, P)`` (zero-filled by the caller),
+    the cell state is updated in place, and the input gates are computed for a
+    chunk of steps at a time, sized for ``gate_budget_rows`` rows (both directions'
+    rows when they run at once). Matrix products go through ``cpu_matmul``.
+
+    Args:
+        inputs: ``(B, T, in)``, rows sorted by ``lengths``, longest first.
+        initial: ``(h (B, P), c (B, C))``.
 
     Returns:
-        per direction the outputs ``(B, T, P)`` and the final ``(h, c)``.
+        each row's final ``(h, c)`` after its own last valid step.
     """
-    first = layers[0]
-    batch, steps, in_dim = inputs[0].shape
-    C, P = first.cell_dim, first.projection_dim
-    cell_clip, proj_clip = first.cell_clip, first.proj_clip
-    outputs = inputs[0].new_zeros(2, steps, batch, P)
-    cell = torch.stack([initial[0][1], initial[1][1]])  # (2, rows, C), updated in place
-    hidden = torch.stack([initial[0][0], initial[1][0]])  # (2, rows, P)
-    biases = [layer.bias + layer.forget_offset for layer in layers]
-    chunk = steps_per_chunk(2 * batch, 4 * C, inputs[0].element_size())  # both directions
-    input_gates = inputs[0].new_empty(0)
-    recurrent = inputs[0].new_empty(2, batch, 4 * C)  # each step's h @ W_h, both directions
+    batch, steps, in_dim = inputs.shape
+    C = layer.cell_dim
+    hidden, cell = initial[0], initial[1].clone()  # cell: updated in place
+    bias = layer.bias + layer.forget_offset
+    chunk = steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size())
+    input_gates = inputs.new_empty(0)
+    recurrent = inputs.new_empty(batch, 4 * C)  # each step's h @ W_h
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []
     active = batch
@@ -159,44 +162,84 @@ def run_directions_inference(
             still -= 1
         if still < active:
             # Rows [still, active) have ended: their state is final.
-            final_h.append(hidden[:, still:active])
-            final_c.append(cell[:, still:active])
-            hidden, cell, active = hidden[:, :still], cell[:, :still], still
+            final_h.append(hidden[still:active])
+            final_c.append(cell[still:active])
+            hidden, cell, active = hidden[:still], cell[:still], still
         if active == 0:
             break
         offset = t % chunk
         if offset == 0:
-            # (2, steps of this chunk, rows, 4C): each step's slice per direction is contiguous,
-            # so the recurrent product is added in place.
+            # (steps of this chunk, rows, 4C): each step's slice is contiguous.
             stop = min(steps, t + chunk)
-            input_gates = inputs[0].new_empty(2, stop - t, active, 4 * C)
-            for d in range(2):
-                step_major = inputs[d][:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
-                matmul_into(input_gates[d].view(-1, 4 * C), step_major, layers[d].input_weight)
-                input_gates[d] += biases[d]
-        step_gates = input_gates[:, offset, :active]
-        for d in range(2):
-            matmul_into(recurrent[d, :active], hidden[d], layers[d].hidden_weight)
-        step_gates += recurrent[:, :active]
+            input_gates = inputs.new_empty(stop - t, active, 4 * C)
+            step_major = inputs[:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
+            matmul_into(input_gates.view(-1, 4 * C), step_major, layer.input_weight)
+            input_gates += bias
+        gates = input_gates[offset, :active]
+        gates += matmul_into(recurrent[:active], hidden, layer.hidden_weight)
         # TF gate order i, j, f, o
-        step_gates[:, :, :C].sigmoid_()
-        step_gates[:, :, C : 2 * C].tanh_()
-        step_gates[:, :, 2 * C :].sigmoid_()
-        i, j, f, o = step_gates.split(C, dim=2)
+        gates[:, :C].sigmoid_()
+        gates[:, C : 2 * C].tanh_()
+        gates[:, 2 * C :].sigmoid_()
+        i, j, f, o = gates.split(C, dim=1)
         cell.mul_(f).addcmul_(i, j)
-        if cell_clip is not None:
-            cell.clamp_(-cell_clip, cell_clip)
+        if layer.cell_clip is not None:
+            cell.clamp_(-layer.cell_clip, layer.cell_clip)
         o.mul_(torch.tanh(cell))  # o now holds m = o * tanh(c)
-        hidden = outputs[:, t, :active]
-        for d in range(2):
-            matmul_into(hidden[d], o[d], layers[d].projection_weight)
-        if proj_clip is not None:
-            hidden.clamp_(-proj_clip, proj_clip)
+        hidden = matmul_into(outputs[t, :active], o, layer.projection_weight)
+        if layer.proj_clip is not None:
+            hidden.clamp_(-layer.proj_clip, layer.proj_clip)
     final_h.append(hidden)
     final_c.append(cell)
     # Pieces were collected from the shortest rows back to the longest.
-    h_all, c_all = torch.cat(final_h[::-1], dim=1), torch.cat(final_c[::-1], dim=1)
-    return [outputs[d].transpose(0, 1) for d in range(2)], [(h_all[d], c_all[d]) for d in range(2)]
+    return torch.cat(final_h[::-1]), torch.cat(final_c[::-1])
+
+
+_second_direction_thread: ThreadPoolExecutor | None = None
+
+
+def _second_direction() -> ThreadPoolExecutor:
+    global _second_direction_thread
+    if _second_direction_thread is None:
+        _second_direction_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy_elmo_lstm")
+    return _second_direction_thread
+
+
+def run_directions_inference(
+    layers: tuple[ProjectedLstmLayer, ProjectedLstmLayer],
+    inputs: tuple[torch.Tensor, torch.Tensor],
+    lengths: list[int],
+    initial: tuple[State, State],
+) -> tuple[list[torch.Tensor], list[State]]:
+    """Both directions' ``ProjectedLstmLayer.forward`` without autograd (same results).
+
+    With two or more CPU threads to spend (``cpu_matmul.threads_for_directions``), the
+    backward direction runs in a second thread beside the forward one, each with a
+    single-threaded BLAS: their matrix products then go as fast as one two-threaded
+    product, and the elementwise work of the two runs in parallel.
+
+    Returns:
+        per direction the outputs ``(B, T, P)`` and the final ``(h, c)``.
+    """
+    batch, steps, _ = inputs[0].shape
+    outputs = inputs[0].new_zeros(2, steps, batch, layers[0].projection_dim)
+    args = [(layers[d], inputs[d], lengths, initial[d], outputs[d], 2 * batch) for d in range(2)]
+    if threads_for_directions(*inputs) < 2:
+        finals = [run_direction_inference(*args[d]) for d in range(2)]
+    else:
+        with single_threaded_blas():
+
+            def backward_direction() -> State:
+                with torch.no_grad():  # grad mode is per thread
+                    return run_direction_inference(*args[1])
+
+            pending = _second_direction().submit(backward_direction)
+            try:
+                forward_final = run_direction_inference(*args[0])
+            finally:
+                backward_final = pending.result()
+        finals = [forward_final, backward_final]
+    return [outputs[d].transpose(0, 1) for d in range(2)], finals
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
