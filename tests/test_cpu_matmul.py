@@ -81,3 +81,34 @@ def test_both_backends_give_the_same_bilm_layers(backend: None) -> None:
             layers[name] = model(char_ids).layers
     assert (layers["numpy"] - layers["torch"]).abs().max().item() < 1e-5
     assert layers["numpy"].abs().max().item() > 0.1
+
+
+@pytest.mark.parametrize(("precision", "bound"), [("bf16", 0.05), ("int8", 0.2)])
+def test_faster_precisions_stay_close_to_fp32_and_change_nothing_else(precision: str, bound: float) -> None:
+    """bf16 and int8 change the vectors by a bounded amount; fp32 is untouched; training stays exact."""
+    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    char_ids = batch_to_char_ids([sentence.split() for sentence in streams[0]])
+    model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")
+    with torch.no_grad():
+        exact = model(char_ids).layers
+        model.precision = precision
+        approx = model(char_ids).layers
+        model.precision = "fp32"
+        again = model(char_ids).layers
+    difference = (approx - exact).abs().max().item()
+    assert 0 < difference < bound  # values reach about 7 here
+    cosine = torch.nn.functional.cosine_similarity(approx[2].flatten(0, 1), exact[2].flatten(0, 1), dim=-1)
+    assert cosine[exact[2].flatten(0, 1).norm(dim=-1) > 0].min().item() > 0.99
+    assert torch.equal(again, exact)
+    model.precision = precision
+    with torch.enable_grad():  # the autograd path ignores the inference precision
+        trained = model(char_ids).layers.detach()
+    assert (trained - exact).abs().max().item() < 1e-5
+
+
+def test_unknown_precision_is_rejected() -> None:
+    model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.precision = "fp16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", precision="int4")

@@ -17,6 +17,8 @@ interleaved with BLAS calls step after step, halved the LSTM's speed.
 from __future__ import annotations
 
 import os
+import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -32,6 +34,10 @@ if _backend not in BACKENDS:
 _blas_threads: int | None = None
 _owned_threads: int | None = None  # torch's thread count while blas_owns_threads is active
 _single_blas = False  # inside single_threaded_blas
+PRECISIONS = ("fp32", "bf16", "int8")
+_precision = "fp32"
+# id(weight) -> (weakref to the weight, (its version, precision), converted weight)
+_low_precision_weights: dict[int, tuple[weakref.ref[torch.Tensor], tuple[int, str], Any]] = {}
 
 
 def set_matmul_backend(name: str) -> str:
@@ -78,6 +84,9 @@ def single_threaded_blas() -> Iterator[None]:
     """NumPy's BLAS on one thread in the block, for callers that run products in several threads."""
     global _single_blas
     previous, _single_blas = _single_blas, True
+    # Set here, in the calling thread, before other threads start products: OpenBLAS's
+    # thread count changed while another thread multiplies made results vary run to run.
+    _match_blas_threads()
     try:
         yield
     finally:
@@ -110,11 +119,59 @@ def uses_numpy(*tensors: torch.Tensor) -> bool:
     return _backend == "numpy" and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
+@contextmanager
+def matmul_precision(name: str) -> Iterator[None]:
+    """Products with a weight (``b``) in the block use ``name``: ``fp32`` (exact, the default),
+    ``bf16`` (bfloat16 inputs and output) or ``int8`` (dynamic int8: weights quantized per
+    output column once, activations per call; fbgemm). The faster modes change outputs
+    (measured in bench/RESULTS.md)."""
+    global _precision
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, found {name!r}")
+    previous, _precision = _precision, name
+    try:
+        yield
+    finally:
+        _precision = previous
+
+
+def _low_precision_weight(weight: torch.Tensor) -> Any:
+    """``weight (K, N)`` in the current precision, made once per weight version."""
+    cached = _low_precision_weights.get(id(weight))
+    key = (weight._version, _precision)
+    if cached is not None and cached[0]() is weight and cached[1] == key:
+        return cached[2]
+    w = weight.detach()
+    if _precision == "bf16":
+        converted: Any = w.to(torch.bfloat16)
+    else:
+        rows = w.t().contiguous()  # (N, K), as torch's quantized linear wants it
+        scales = (rows.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+        zero = torch.zeros(rows.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():
+            # torch 2.13 marks its quantized tensors deprecated (torchao replaces them); fbgemm's
+            # dynamic int8 linear is still what runs fastest here, and this mode is opt-in.
+            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
+            quantized = torch.quantize_per_channel(rows, scales, zero, 0, torch.qint8)
+            converted = torch.ops.quantized.linear_prepack(quantized, None)
+    ref = weakref.ref(weight, lambda _, k=id(weight): _low_precision_weights.pop(k, None))
+    _low_precision_weights[id(weight)] = (ref, key, converted)
+    return converted
+
+
 def matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``out = a @ b`` for ``a (M, K)``, ``b (K, N)`` and ``out (M, N)``, without autograd.
 
-    ``out`` may be a view (a slice of a larger buffer): it is written in place.
+    ``out`` may be a view (a slice of a larger buffer): it is written in place. Inside
+    ``matmul_precision("bf16" | "int8")``, ``b`` is taken to be a weight and converted once.
     """
+    if _precision != "fp32" and a.device.type == "cpu" and a.dtype == torch.float32:
+        weight = _low_precision_weight(b)
+        if _precision == "bf16":
+            out.copy_(torch.mm(a.to(torch.bfloat16), weight))
+        else:
+            out.copy_(torch.ops.quantized.linear_dynamic(a.contiguous(), weight, True))
+        return out
     if uses_numpy(out, a, b):
         _match_blas_threads()
         np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.detach().numpy())

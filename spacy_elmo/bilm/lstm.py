@@ -150,9 +150,14 @@ def run_direction_inference(
     C = layer.cell_dim
     hidden, cell = initial[0], initial[1].clone()  # cell: updated in place
     bias = layer.bias + layer.forget_offset
-    chunk = steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size())
-    input_gates = inputs.new_empty(0)
+    chunk = min(steps, steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size()))
+    # Buffers made once and reused step after step (fewer allocations: no memory kept
+    # back by the allocator of each thread). The input gates of a chunk of steps are a
+    # contiguous prefix of `gate_space`, viewed as (steps of this chunk, rows, 4C).
+    gate_space = inputs.new_empty(chunk * batch * 4 * C)
+    input_gates = gate_space[:0].view(0, batch, 4 * C)
     recurrent = inputs.new_empty(batch, 4 * C)  # each step's h @ W_h
+    tanh_cell = inputs.new_empty(batch, C)
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []
     active = batch
@@ -171,7 +176,7 @@ def run_direction_inference(
         if offset == 0:
             # (steps of this chunk, rows, 4C): each step's slice is contiguous.
             stop = min(steps, t + chunk)
-            input_gates = inputs.new_empty(stop - t, active, 4 * C)
+            input_gates = gate_space[: (stop - t) * active * 4 * C].view(stop - t, active, 4 * C)
             step_major = inputs[:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
             matmul_into(input_gates.view(-1, 4 * C), step_major, layer.input_weight)
             input_gates += bias
@@ -185,7 +190,7 @@ def run_direction_inference(
         cell.mul_(f).addcmul_(i, j)
         if layer.cell_clip is not None:
             cell.clamp_(-layer.cell_clip, layer.cell_clip)
-        o.mul_(torch.tanh(cell))  # o now holds m = o * tanh(c)
+        o.mul_(torch.tanh(cell, out=tanh_cell[:active]))  # o now holds m = o * tanh(c)
         hidden = matmul_into(outputs[t, :active], o, layer.projection_weight)
         if layer.proj_clip is not None:
             hidden.clamp_(-layer.proj_clip, layer.proj_clip)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
-from .cpu_matmul import blas_owns_threads
+from .cpu_matmul import PRECISIONS, blas_owns_threads, matmul_precision
 from .lstm import ElmoLstm
 from .options import ElmoOptions
 from .token_encoder import TokenEncoder, WordVectorCache
@@ -65,6 +65,20 @@ class ElmoBiLM(nn.Module):
         self.word_cache = WordVectorCache()
         self.register_buffer("bos_ids", torch.from_numpy(BOS_IDS.copy()), persistent=False)
         self.register_buffer("eos_ids", torch.from_numpy(EOS_IDS.copy()), persistent=False)
+        self.precision = "fp32"
+
+    @property
+    def precision(self) -> str:
+        """Matrix products of CPU inference: ``fp32`` (exact, default), ``bf16`` or ``int8``
+        (faster, approximate; see ``cpu_matmul.matmul_precision``). Training is always fp32."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, name: str) -> None:
+        if name not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, found {name!r}")
+        self._precision = name
+        self.word_cache.clear()  # its vectors were made at the old precision
 
     @property
     def output_dim(self) -> int:
@@ -103,7 +117,9 @@ class ElmoBiLM(nn.Module):
             the token embedding duplicated to ``2P``, then one layer per LSTM.
         """
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        with blas_owns_threads(active=not needs_grad and self.device.type == "cpu"):
+        inference_on_cpu = not needs_grad and self.device.type == "cpu"
+        precision = self.precision if inference_on_cpu else "fp32"
+        with blas_owns_threads(active=inference_on_cpu), matmul_precision(precision):
             return self._forward(char_ids)
 
     def _forward(self, char_ids: torch.Tensor) -> BiLMOutput:

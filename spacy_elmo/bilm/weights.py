@@ -178,12 +178,18 @@ def load_bilm(
     weight_file: str | Path,
     *,
     state: StateMode = "reset",
+    precision: str = "fp32",
 ) -> ElmoBiLM:
-    """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU."""
+    """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU.
+
+    ``precision``: ``fp32`` (exact) or the faster ``bf16`` / ``int8`` of CPU inference
+    (``ElmoBiLM.precision``).
+    """
     options = read_options(options_file)
     options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
     model = ElmoBiLM(options, state=state, initialize=False)  # every parameter is assigned below
     _assign(model, arrays)
+    model.precision = precision
     return model.eval()
 
 
