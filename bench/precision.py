@@ -102,8 +102,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     base = {r["model"]: r["tokens_per_s"] for r in report["results"] if r["precision"] == "fp32"}
     for r in report["results"]:
+        speedup = r["tokens_per_s"] / base[r["model"]]
         print(
-            f"| {r['model']} | {r['precision']} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base[r['model']]:.2f}x "
+            f"| {r['model']} | {r['precision']} | {r['tokens_per_s']:.0f} | {speedup:.2f}x "
             f"| {r['max_abs_diff']:.2g} | {r['mean_relative_error']:.2g} | {r['mean_cosine']:.5f} |"
         )
 

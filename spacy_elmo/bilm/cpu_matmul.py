@@ -154,8 +154,9 @@ def _low_precision_weight(weight: torch.Tensor) -> Any:
             warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
             quantized = torch.quantize_per_channel(rows, scales, zero, 0, torch.qint8)
             converted = torch.ops.quantized.linear_prepack(quantized, None)
-    ref = weakref.ref(weight, lambda _, k=id(weight): _low_precision_weights.pop(k, None))
-    _low_precision_weights[id(weight)] = (ref, key, converted)
+    ident = id(weight)
+    ref = weakref.ref(weight, lambda _: _low_precision_weights.pop(ident, None))
+    _low_precision_weights[ident] = (ref, key, converted)
     return converted
 
 
