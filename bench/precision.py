@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--models", default="small,medium,original")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="fp32 is always included")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="32 sentences (4 at batch 1) instead of 128 (16)")
     parser.add_argument("--sentences", type=Path, default=BENCH_DIR / "data" / "sentences.txt")
@@ -71,21 +72,25 @@ def main() -> None:
     n_tokens = sum(len(s) for s in sentences)
     report: dict[str, Any] = {"machine": machine(), "threads": args.threads, "batch_size": args.batch_size}
     report["results"] = []
+    precisions = ["fp32", *(p for p in args.precisions.split(",") if p and p != "fp32")]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        parser.error(f"unknown precision(s) {unknown}; choose from {PRECISIONS}")
     for name in [m for m in args.models.split(",") if m]:
         if name not in MODELS:
             parser.error(f"unknown model {name!r}; choose from {sorted(MODELS)}")
         model = load_bilm(*build_model(name, args.model_dir))
         outputs: dict[str, list[np.ndarray]] = {}
-        seconds: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+        seconds: dict[str, list[float]] = {p: [] for p in precisions}
         for run in range(args.runs + 1):  # run 0 warms up (and converts the weights once)
-            for precision in PRECISIONS:
+            for precision in precisions:
                 model.precision = precision  # clears the word-vector cache
                 start = time.perf_counter()
                 result = model.embed_sentences(sentences, batch_size=args.batch_size)
                 if run > 0:
                     seconds[precision].append(time.perf_counter() - start)
                 outputs[precision] = result
-        for precision in PRECISIONS:
+        for precision in precisions:
             row = {
                 "model": name,
                 "precision": precision,
