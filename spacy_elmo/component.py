@@ -53,6 +53,7 @@ DEFAULT_CONFIG = {
     "window_size": 200,
     "window_overlap": 50,
     "cache_tokens": 0,
+    "precision": "fp32",
     "model": {"@architectures": "spacy_elmo.ElmoModel.v1"},
 }
 
@@ -70,6 +71,7 @@ def make_elmo(
     window_size: int,
     window_overlap: int,
     cache_tokens: int,
+    precision: str,
 ) -> "ElmoComponent":
     """ELMo contextual token vectors; see docs/component.md for every setting."""
     settings = ElmoSettings(
@@ -80,6 +82,7 @@ def make_elmo(
         window_size=window_size,
         window_overlap=window_overlap,
         cache_tokens=cache_tokens,
+        precision=precision,
     )
     return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp)
 

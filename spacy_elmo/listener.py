@@ -215,8 +215,12 @@ def build_inline_elmo(
     window_size: int = 200,
     window_overlap: int = 50,
     cache_tokens: int = 0,
+    precision: str = "fp32",
 ) -> Model[list[Doc], list[Floats2d]]:
-    """A biLM of its own plus the listener head: what ``ElmoListener.v1`` computes, without the component."""
+    """A biLM of its own plus the listener head: what ``ElmoListener.v1`` computes, without the component.
+
+    ``precision`` (default ``fp32``, exact) is the biLM's CPU inference mode, as the component's setting.
+    """
     settings = ElmoSettings(
         weights=weights,
         state=state,
@@ -225,6 +229,7 @@ def build_inline_elmo(
         window_size=window_size,
         window_overlap=window_overlap,
         cache_tokens=cache_tokens,
+        precision=precision,
     )
     bilm = create_elmo_model(settings)
     model = chain(bilm, build_elmo_head(width))

@@ -33,6 +33,7 @@ from thinc.types import Floats3d
 
 from .bilm import ElmoBiLM, ElmoOptions, load_bilm
 from .bilm.chars import batch_to_char_ids
+from .bilm.cpu_matmul import PRECISIONS
 from .bilm.model import check_state_mode
 from .errors import ElmoError
 from .layer_cache import LayerCache
@@ -52,12 +53,15 @@ class ElmoSettings:
     window_size: int = 200
     window_overlap: int = 50
     cache_tokens: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         try:
             check_state_mode(self.state)
         except ValueError:
             raise ElmoError(f"elmo setting 'state' must be 'reset' or 'stateful', found {self.state!r}") from None
+        if self.precision not in PRECISIONS:
+            raise ElmoError(f"elmo setting 'precision' must be one of {PRECISIONS}, found {self.precision!r}")
         for name in ("max_batch_tokens", "window_size", "window_overlap", "cache_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -199,6 +203,7 @@ def ensure_bilm(model: Model) -> ElmoBiLM:
         settings = get_settings(model)
         files = resolve_weights(settings.weights)
         bilm = load_bilm(files.options_file, files.weight_file, state=settings.state)  # type: ignore[arg-type]
+        bilm.precision = settings.precision
         _apply_frozen(bilm, settings.frozen)
         shim = model.shims[0]
         shim._model = bilm.to(get_torch_default_device())
@@ -209,6 +214,7 @@ def set_bilm(model: Model, bilm: ElmoBiLM) -> None:
     """Install an already loaded biLM (``from_disk``); settings ``state``/``frozen`` apply."""
     settings = get_settings(model)
     bilm.state = settings.state
+    bilm.precision = settings.precision
     _apply_frozen(bilm, settings.frozen)
     clear_layer_cache(model)
     model.shims[0]._model = bilm.to(get_torch_default_device())

@@ -51,8 +51,19 @@ def test_layer_choices_in_reset_mode(tmp_path, fixture_sentences, layers):
         for name in ("0", "17"):
             expected = a[name][()][2] if layers == "top" else a[name][()].mean(0)
             assert b[name].shape == expected.shape
-            np.testing.assert_allclose(b[name][()], expected, atol=1e-6, rtol=0)
+            # batch sizes differ (64 vs 5): OpenBLAS rounds by matrix size, a few float32 ulps
+            np.testing.assert_allclose(b[name][()], expected, atol=5e-6, rtol=0)
         assert b["30"].shape == (0, 32)
+
+
+def test_int8_precision_writes_close_vectors(tmp_path, fixture_sentences):
+    source = _stream_file(tmp_path, fixture_sentences)
+    exact_out, int8_out = tmp_path / "fp32.hdf5", tmp_path / "int8.hdf5"
+    assert _embed(source, exact_out, "--quiet") == 0
+    assert _embed(source, int8_out, "--precision", "int8", "--quiet") == 0
+    with h5py.File(exact_out, "r") as a, h5py.File(int8_out, "r") as b:
+        difference = max(float(np.abs(a[name][()] - b[name][()]).max(initial=0.0)) for name in a)
+    assert 0 < difference < 0.2
 
 
 def test_embed_on_weights_not_in_the_fixture(tmp_path):

@@ -268,3 +268,16 @@ def test_a_100k_token_document_runs_in_bounded_memory(weights_dir: Path) -> None
     assert doc.tensor.shape == (100_000, LAYER_WIDTH) and np.isfinite(doc.tensor).all()
     # the output itself is 3 layers + tensor = 51 MB; windows keep the rest of the work small
     assert grown_mb < 500, grown_mb
+
+
+def test_int8_precision_setting_gives_close_vectors_and_bad_values_are_named(weights_dir: Path) -> None:
+    text = "The bank of the river was steep and the money stayed in the bank ."
+    exact = make_nlp(weights_dir)(text).tensor
+    approx_nlp = make_nlp(weights_dir, precision="int8")
+    assert approx_nlp.get_pipe("elmo").cfg["precision"] == "int8"
+    approx = approx_nlp(text).tensor
+    assert approx.shape == exact.shape
+    difference = float(np.abs(approx - exact).max())
+    assert 0 < difference < 0.2
+    with pytest.raises(ElmoError, match=r"'precision' must be one of .*'fp16'"):
+        make_nlp(weights_dir, precision="fp16")
