@@ -72,6 +72,14 @@ def _match_blas_threads() -> None:
         _blas_threads = wanted
 
 
+def _forget_blas_threads_in_child() -> None:
+    global _blas_threads
+    _blas_threads = None  # set again on first use in a forked child
+
+
+os.register_at_fork(after_in_child=_forget_blas_threads_in_child)
+
+
 def threads_for_directions(*tensors: torch.Tensor) -> int:
     """Threads the LSTM's two directions may run in, inside ``blas_owns_threads``: 2 or 1."""
     if _owned_threads is None or _single_blas or not uses_numpy(*tensors):

@@ -8,6 +8,7 @@ file's value bit for bit.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -208,6 +209,15 @@ def _second_direction() -> ThreadPoolExecutor:
     if _second_direction_thread is None:
         _second_direction_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy_elmo_lstm")
     return _second_direction_thread
+
+
+def _forget_thread_in_child() -> None:
+    # A forked child (nlp.pipe(n_process=N)) has no copy of the parent's worker thread.
+    global _second_direction_thread
+    _second_direction_thread = None
+
+
+os.register_at_fork(after_in_child=_forget_thread_in_child)
 
 
 def run_directions_inference(
