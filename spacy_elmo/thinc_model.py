@@ -33,7 +33,7 @@ from thinc.types import Floats3d
 
 from .bilm import ElmoBiLM, ElmoOptions, load_bilm
 from .bilm.chars import batch_to_char_ids
-from .bilm.cpu_matmul import PRECISIONS
+from .bilm.cpu_matmul import PRECISIONS, check_precision
 from .bilm.model import check_state_mode
 from .errors import ElmoError
 from .layer_cache import LayerCache
@@ -60,8 +60,10 @@ class ElmoSettings:
             check_state_mode(self.state)
         except ValueError:
             raise ElmoError(f"elmo setting 'state' must be 'reset' or 'stateful', found {self.state!r}") from None
-        if self.precision not in PRECISIONS:
-            raise ElmoError(f"elmo setting 'precision' must be one of {PRECISIONS}, found {self.precision!r}")
+        try:
+            check_precision(self.precision)
+        except ValueError:
+            raise ElmoError(f"elmo setting 'precision' must be one of {PRECISIONS}, found {self.precision!r}") from None
         for name in ("max_batch_tokens", "window_size", "window_overlap", "cache_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):

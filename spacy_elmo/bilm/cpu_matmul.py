@@ -127,6 +127,13 @@ def uses_numpy(*tensors: torch.Tensor) -> bool:
     return _backend == "numpy" and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
+def check_precision(name: str) -> str:
+    """``name`` if it is one of ``PRECISIONS``, else ``ValueError``."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, found {name!r}")
+    return name
+
+
 @contextmanager
 def matmul_precision(name: str) -> Iterator[None]:
     """Products with a weight (``b``) in the block use ``name``: ``fp32`` (exact, the default),
@@ -134,9 +141,7 @@ def matmul_precision(name: str) -> Iterator[None]:
     output column once, activations per call; fbgemm). The faster modes change outputs
     (measured in bench/RESULTS.md)."""
     global _precision
-    if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, found {name!r}")
-    previous, _precision = _precision, name
+    previous, _precision = _precision, check_precision(name)
     try:
         yield
     finally:

@@ -364,12 +364,13 @@ class ElmoLstm(nn.Module):
             else:
                 out_f, final_f = forward_layer(x_forward, sorted_lengths, initial_f)
                 out_b, final_b = backward_layer(x_backward, sorted_lengths, initial_b)
-            if self.use_skip_connections and layer > 0 and fast:
-                out_f.add_(x_forward)  # views of the inference path's own output buffer
-                out_b.add_(x_backward)
-            elif self.use_skip_connections and layer > 0:
-                out_f = out_f + x_forward
-                out_b = out_b + x_backward
+            if self.use_skip_connections and layer > 0:
+                if fast:  # views of the inference path's own output buffer
+                    out_f.add_(x_forward)
+                    out_b.add_(x_backward)
+                else:
+                    out_f = out_f + x_forward
+                    out_b = out_b + x_backward
             finals_forward.append(final_f)
             finals_backward.append(final_b)
             both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)

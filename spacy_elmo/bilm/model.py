@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
-from .cpu_matmul import PRECISIONS, blas_owns_threads, matmul_precision
+from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision
 from .lstm import ElmoLstm
 from .options import ElmoOptions
 from .token_encoder import TokenEncoder, WordVectorCache
@@ -75,9 +75,7 @@ class ElmoBiLM(nn.Module):
 
     @precision.setter
     def precision(self, name: str) -> None:
-        if name not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, found {name!r}")
-        self._precision = name
+        self._precision = check_precision(name)
         self.word_cache.clear()  # its vectors were made at the old precision
 
     @property
