@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from spacy_elmo import load_bilm
 from spacy_elmo.bilm import cpu_matmul
 from spacy_elmo.bilm.chars import batch_to_char_ids
 
-FIXTURE = Path(__file__).parent / "fixtures" / "elmo"
+from .conftest import OPTIONS_FILE, WEIGHT_FILE
 
 
 @pytest.fixture
@@ -69,10 +67,10 @@ def test_blas_owns_threads_gives_torch_one_thread_and_restores_it(backend: None)
         assert torch.get_num_threads() == before
 
 
-def test_both_backends_give_the_same_bilm_layers(backend: None) -> None:
-    streams = json.loads((FIXTURE / "sentences.json").read_text())
+def test_both_backends_give_the_same_bilm_layers(backend: None, fixture_sentences: list[list[str]]) -> None:
+    streams = fixture_sentences
     char_ids = batch_to_char_ids([sentence.split() for sentence in streams[0]])
-    model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
     layers = {}
     for name in cpu_matmul.BACKENDS:
         cpu_matmul.set_matmul_backend(name)
@@ -84,11 +82,13 @@ def test_both_backends_give_the_same_bilm_layers(backend: None) -> None:
 
 
 @pytest.mark.parametrize(("precision", "bound"), [("bf16", 0.05), ("int8", 0.2)])
-def test_faster_precisions_stay_close_to_fp32_and_change_nothing_else(precision: str, bound: float) -> None:
+def test_faster_precisions_stay_close_to_fp32_and_change_nothing_else(
+    precision: str, bound: float, fixture_sentences: list[list[str]]
+) -> None:
     """bf16 and int8 change the vectors by a bounded amount; fp32 is untouched; training stays exact."""
-    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    streams = fixture_sentences
     char_ids = batch_to_char_ids([sentence.split() for sentence in streams[0]])
-    model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
     with torch.no_grad():
         exact = model(char_ids).layers
         model.precision = precision
@@ -107,8 +107,8 @@ def test_faster_precisions_stay_close_to_fp32_and_change_nothing_else(precision:
 
 
 def test_unknown_precision_is_rejected() -> None:
-    model = load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
     with pytest.raises(ValueError, match="precision must be one of"):
         model.precision = "fp16"
     with pytest.raises(ValueError, match="precision must be one of"):
-        load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", precision="int4")
+        load_bilm(OPTIONS_FILE, WEIGHT_FILE, precision="int4")
