@@ -29,6 +29,7 @@ SYSTEMS = {
     "glove": "tok2vec + GloVe 6B 50d",
     "elmo": "ELMo frozen alone (configs/*.cfg)",
     "elmo_frozen": "ELMo frozen + tok2vec",
+    "elmo_glove": "ELMo frozen + tok2vec + GloVe",
     "elmo_finetune": "ELMo fine-tuned + tok2vec",
     "elmo_official": "official ELMo frozen + tok2vec",
 }
@@ -178,13 +179,15 @@ def target_lines(results: list[SystemResult]) -> list[str]:
     """The project's targets checked against the measured means (only where the systems have results)."""
     means = {(r.task, r.system): mean_std([s.score * 100 for s in r.seeds])[0] for r in results}
     lines = []
-    if ("ner", "elmo_frozen") in means and ("ner", "tok2vec") in means:
-        gain = means["ner", "elmo_frozen"] - means["ner", "tok2vec"]
-        verdict = "met" if gain >= 3 else "missed"
-        lines.append(f"- NER: ELMo frozen − tok2vec = {gain:+.1f} F1 (target ≥ +3.0): {verdict}")
-    if ("ner", "elmo_frozen") in means and ("ner", "glove") in means:
-        gain = means["ner", "elmo_frozen"] - means["ner", "glove"]
-        lines.append(f"- NER: ELMo frozen − GloVe = {gain:+.1f} F1 (target > 0): {'met' if gain > 0 else 'missed'}")
+    for system in ("elmo_frozen", "elmo_glove"):  # the NER targets are stated for ELMo frozen
+        name = SYSTEMS[system]
+        if ("ner", system) in means and ("ner", "tok2vec") in means:
+            gain = means["ner", system] - means["ner", "tok2vec"]
+            verdict = "met" if gain >= 3 else "missed"
+            lines.append(f"- NER: {name} − tok2vec = {gain:+.1f} F1 (target ≥ +3.0): {verdict}")
+        if ("ner", system) in means and ("ner", "glove") in means:
+            gain = means["ner", system] - means["ner", "glove"]
+            lines.append(f"- NER: {name} − GloVe = {gain:+.1f} F1 (target > 0): {'met' if gain > 0 else 'missed'}")
     for task in ("textcat_bbc", "textcat_movies"):
         best_elmo = max((v for (t, s), v in means.items() if t == task and s.startswith("elmo")), default=None)
         baselines = [means[task, s] for s in ("tok2vec", "glove") if (task, s) in means]
