@@ -97,6 +97,37 @@ def test_gradients_flow_through_the_default_path() -> None:
         assert grad is not None and grad.abs().sum().item() > 0, name
 
 
+def test_training_path_gradients_equal_one_row_at_a_time() -> None:
+    """Padded, sorted batch vs each row alone: same outputs, same gradients (float64)."""
+    torch.manual_seed(0)
+    layer = lstm_module.ProjectedLstmLayer(5, 6, 4, cell_clip=3.0, proj_clip=3.0).double()
+    lengths = [7, 5, 5, 2]
+    inputs = torch.randn(len(lengths), 7, 5, dtype=torch.float64)
+    output_weights = torch.randn(len(lengths), 7, 4, dtype=torch.float64)
+    initial = (torch.randn(len(lengths), 4, dtype=torch.float64), torch.randn(len(lengths), 6, dtype=torch.float64))
+
+    def loss_and_grads(rows: slice, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        layer.zero_grad()
+        x = inputs[rows, :steps].clone().requires_grad_(True)
+        out, (h, c) = layer(x, lengths[rows], (initial[0][rows], initial[1][rows]))
+        loss = (out * output_weights[rows, :steps]).sum() + h.sum() + 0.5 * c.sum()
+        loss.backward()
+        return out.detach(), [x.grad] + [p.grad.clone() for p in layer.parameters()]
+
+    batch_out, batch_grads = loss_and_grads(slice(None), 7)
+    assert batch_out[3, 2:].abs().max().item() == 0.0  # zero past a row's length
+    summed: list[torch.Tensor] = [torch.zeros_like(g) for g in batch_grads[1:]]
+    for row, length in enumerate(lengths):
+        out, grads = loss_and_grads(slice(row, row + 1), length)
+        torch.testing.assert_close(batch_out[row, :length], out[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(batch_grads[0][row, :length], grads[0][0], rtol=0, atol=1e-12)
+        if length < 7:  # padding gets no gradient
+            assert batch_grads[0][row, length:].abs().max().item() == 0.0
+        summed = [total + g for total, g in zip(summed, grads[1:], strict=True)]
+    for total, batched in zip(summed, batch_grads[1:], strict=True):
+        torch.testing.assert_close(batched, total, rtol=0, atol=1e-10)
+
+
 def test_word_cache_is_dropped_after_load_state_dict() -> None:
     model, other = fixture_model(), fixture_model()
     with torch.no_grad():
@@ -165,24 +196,32 @@ def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -
     assert torch.allclose(chunked, whole, atol=TOLERANCE, rtol=0)
 
 
+def full_width_cnn(cnn: torch.nn.Module, char_ids: torch.Tensor) -> torch.Tensor:
+    """The char CNN convolving all 50 positions: ``(n, 50)`` ids to ``(n, sum of filters)``."""
+    chars = cnn.embedding(char_ids).transpose(1, 2)
+    return cnn.activation(torch.cat([conv(chars).amax(dim=2) for conv in cnn.convolutions], dim=1))
+
+
 def test_cnn_skips_trailing_padding_exactly() -> None:
-    """The inference path convolves only up to the longest token (+ filter width): same vectors."""
+    """The CNN convolves only up to the longest token (+ filter width): same vectors, same gradients."""
     model = fixture_model()
     words = ["a", "of", "bank", "Mississippi", "x" * 30, "y" * 48, "ünïcödé", "", "3.14"]
     char_ids = batch_to_char_ids([words])[0]
     cnn = model.token_encoder.cnn
-    with torch.enable_grad():
-        full = cnn(char_ids).detach()  # the autograd path convolves all 50 positions
     with torch.no_grad():
+        full = full_width_cnn(cnn, char_ids)
         for subset in ([0, 1, 2], [3], [0, 4], [5, 1], [6, 7, 8], list(range(len(words)))):
             cropped = cnn(char_ids[subset])
             assert torch.allclose(cropped, full[subset], atol=TOLERANCE, rtol=0), subset
-        assert torch.allclose(model.token_encoder(char_ids), reference_encoder(model, char_ids), atol=TOLERANCE)
-
-
-def reference_encoder(model: ElmoBiLM, char_ids: torch.Tensor) -> torch.Tensor:
-    with torch.enable_grad():
-        return model.token_encoder(char_ids).detach()
+    output_weights = torch.randn(full.shape, generator=torch.Generator().manual_seed(0))
+    for subset in ([0, 1, 2], [6, 7, 8]):  # short tokens: many tied padding windows
+        grads = []
+        for forward in (cnn, lambda ids: full_width_cnn(cnn, ids)):
+            cnn.zero_grad()
+            (forward(char_ids[subset]) * output_weights[subset]).sum().backward()
+            grads.append([p.grad.clone() for p in cnn.parameters()])
+        for cropped_grad, full_grad in zip(*grads, strict=True):
+            assert torch.allclose(cropped_grad, full_grad, atol=TOLERANCE, rtol=0)
 
 
 def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,7 +77,10 @@ class ProjectedLstmLayer(nn.Module):
         """
         batch, steps, _ = inputs.shape
         gates_from_input = torch.matmul(inputs, self.input_weight) + (self.bias + self.forget_offset)
-        outputs = inputs.new_zeros(steps, batch, self.projection_dim)
+        # Per-step views from one unbind and one stack at the end: indexing a time step of a
+        # (B, T, ...) tensor, or writing into one, costs autograd a full-size tensor per step.
+        gates_per_step = gates_from_input.unbind(1)
+        step_outputs: list[torch.Tensor] = []
         h, c = initial
         final_h: list[torch.Tensor] = []
         final_c: list[torch.Tensor] = []
@@ -94,7 +97,7 @@ class ProjectedLstmLayer(nn.Module):
                 h, c, active = h[:still], c[:still], still
             if active == 0:
                 break
-            gates = torch.addmm(gates_from_input[:active, t], h, self.hidden_weight)
+            gates = torch.addmm(gates_per_step[t][:active], h, self.hidden_weight)
             i = torch.sigmoid(gates[:, :C])
             j = torch.tanh(gates[:, C : 2 * C])
             f = torch.sigmoid(gates[:, 2 * C : 3 * C])
@@ -105,12 +108,25 @@ class ProjectedLstmLayer(nn.Module):
             h = torch.matmul(o * torch.tanh(c), self.projection_weight)
             if self.proj_clip is not None:
                 h = torch.clamp(h, -self.proj_clip, self.proj_clip)
-            outputs[t, :active] = h
+            step_outputs.append(h)
         final_h.append(h)
         final_c.append(c)
         # Pieces were collected from the shortest rows back to the longest.
         final = (torch.cat(final_h[::-1]), torch.cat(final_c[::-1]))
-        return outputs.transpose(0, 1), final
+        return pad_and_stack_steps(step_outputs, batch, steps, self.projection_dim, inputs), final
+
+
+def pad_and_stack_steps(
+    step_outputs: list[torch.Tensor], batch: int, steps: int, projection_dim: int, like: torch.Tensor
+) -> torch.Tensor:
+    """``(B, T, P)`` from per-step outputs ``(active_t, P)`` (``active_t`` non-increasing), zero
+    for rows past their length and for steps after the last one; new tensors take ``like``'s dtype and device."""
+    padded = [
+        out if out.shape[0] == batch else torch.cat([out, out.new_zeros(batch - out.shape[0], projection_dim)])
+        for out in step_outputs
+    ]
+    padded += [like.new_zeros(batch, projection_dim)] * (steps - len(padded))
+    return torch.stack(padded, dim=1)
 
 
 # Bytes of input-gate pre-activations the inference path computes at once; bounds its

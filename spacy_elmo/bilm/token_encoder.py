@@ -65,17 +65,16 @@ class CharacterCNN(nn.Module):
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         # (n, 50, e) -> (n, e, 50) for Conv1d
         chars = self.embedding(char_ids).transpose(1, 2)
-        if torch.is_grad_enabled():
-            pooled = [conv(chars).amax(dim=2) for conv in self.convolutions]
-        else:
-            # Every window of width w that lies wholly in the trailing padding holds the same
-            # input, so one of them stands for all: a filter of width w needs only the first
-            # (longest token + w) positions, and the max over them is the max over all 50.
-            used = padded_length(char_ids)
-            pooled = [
-                conv(chars[:, :, : min(MAX_WORD_LENGTH, used + conv.kernel_size[0])]).amax(dim=2)
-                for conv in self.convolutions
-            ]
+        # Every window of width w that lies wholly in the trailing padding holds the same
+        # input, so one of them stands for all: a filter of width w needs only the first
+        # (longest token + w) positions, and the max over them is the max over all 50.
+        # (With gradients: the tied padding windows shared the gradient, which now goes to
+        # the one that stands for them; the sums into the weights are the same.)
+        used = padded_length(char_ids)
+        pooled = [
+            conv(chars[:, :, : min(MAX_WORD_LENGTH, used + conv.kernel_size[0])]).amax(dim=2)
+            for conv in self.convolutions
+        ]
         return self.activation(torch.cat(pooled, dim=1))
 
 
