@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import convert_wnut  # noqa: E402
+import spacy_to_text  # noqa: E402
 import verify_checksums  # noqa: E402
 from splits import random_split, split_sizes, stratified_split  # noqa: E402
 
@@ -70,6 +71,26 @@ def test_wnut_reader_splits_tweets_and_repairs_iob() -> None:
     ]
     with pytest.raises(ValueError, match="line 2"):
         convert_wnut.read_tweets(["ok\tO", "bad\tX-person"])
+
+
+def test_spacy_to_text_writes_one_line_per_doc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spacy
+    from spacy.tokens import DocBin
+
+    vocab = spacy.blank("en").vocab
+    docs = [
+        Doc(vocab, words=["RT", "@user", ":", "New", "York", "!"], ents=["O", "O", "O", "B-geo", "I-geo", "O"]),
+        Doc(vocab, words=["  "], spaces=[False]),  # whitespace only: no line
+        Doc(vocab, words=["a", "\n", "b"]),
+    ]
+    corpus = tmp_path / "train.spacy"
+    DocBin(docs=docs).to_disk(corpus)
+    output = tmp_path / "text" / "train.txt"
+    monkeypatch.setattr(sys, "argv", ["spacy_to_text", str(corpus), str(output)])
+    assert spacy_to_text.main() == 0
+    assert output.read_text(encoding="utf8") == "RT @user : New York !\na b\n"
+    monkeypatch.setattr(sys, "argv", ["spacy_to_text", str(tmp_path / "missing.spacy"), str(output)])
+    assert spacy_to_text.main() == 1
 
 
 def test_verify_checksums_reports_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
