@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy
 import pytest
+import spacy
 import srsly
-from spacy.tokens import Doc
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
 
@@ -74,9 +75,6 @@ def test_wnut_reader_splits_tweets_and_repairs_iob() -> None:
 
 
 def test_spacy_to_text_writes_one_line_per_doc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import spacy
-    from spacy.tokens import DocBin
-
     vocab = spacy.blank("en").vocab
     docs = [
         Doc(vocab, words=["RT", "@user", ":", "New", "York", "!"], ents=["O", "O", "O", "B-geo", "I-geo", "O"]),
