@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import spacy_to_text  # noqa: E402
 import verify_checksums  # noqa: E402
 from splits import random_split, split_sizes, stratified_split  # noqa: E402
 
-FIXTURE_ELMO = ROOT / "tests" / "fixtures" / "elmo"
+from .elmo_helpers import copy_fixture_weights  # noqa: E402
+
 BASELINE_CONFIGS = ["ner_tok2vec", "ner_glove", "textcat_tok2vec", "textcat_glove"]
 ELMO_CONFIGS = [
     "ner_elmo_frozen",
@@ -129,10 +129,7 @@ def test_baseline_configs_build(name: str) -> None:
 
 @pytest.mark.parametrize("name", ELMO_CONFIGS)
 def test_elmo_configs_initialize_and_update(name: str, tmp_path: Path) -> None:
-    weights = tmp_path / "elmo"
-    weights.mkdir()
-    shutil.copy(FIXTURE_ELMO / "options.json", weights / "options.json")
-    shutil.copy(FIXTURE_ELMO / "lm_weights.hdf5", weights / "weights.hdf5")
+    weights = copy_fixture_weights(tmp_path / "elmo")
     overrides = {"paths.elmo": str(weights), "paths.vectors": None}  # corpus/glove_vectors is built by the project
     config = load_config(ROOT / "configs" / f"{name}.cfg", overrides=overrides)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
