@@ -30,7 +30,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 
 from run import MODELS, SENTENCES, build_model, machine, pick_sentences  # noqa: E402
 
-PRECISIONS = ("fp32", "bf16", "int8")
+from spacy_elmo.bilm.cpu_matmul import PRECISIONS  # noqa: E402
 
 
 def accuracy(approx: list[np.ndarray], exact: list[np.ndarray]) -> dict[str, float]:

@@ -23,7 +23,7 @@ def doc_lines(path: Path) -> list[str]:
     vocab = spacy.blank("en").vocab
     lines = []
     for doc in DocBin().from_disk(path).get_docs(vocab):
-        words = [token.text for token in doc if token.text.strip() and not any(c.isspace() for c in token.text)]
+        words = [token.text for token in doc if token.text and not any(c.isspace() for c in token.text)]
         if words:
             lines.append(" ".join(words))
     return lines
