@@ -4,7 +4,6 @@ its caches' invalidation, and the chunking that bounds its memory."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,7 +17,8 @@ from spacy_elmo.bilm.chars import batch_to_char_ids
 from spacy_elmo.bilm.model import ElmoBiLM
 from spacy_elmo.bilm.token_encoder import TokenEncoder, WordVectorCache
 
-FIXTURE = Path(__file__).parent / "fixtures" / "elmo"
+from .elmo_helpers import FIXTURE_DIR as FIXTURE
+
 # The inference path's bound (issue #4). Its products go through NumPy's BLAS, which rounds
 # differently from torch's (largest difference seen on the fixture: 1.4e-6).
 TOLERANCE = 1e-5
