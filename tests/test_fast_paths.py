@@ -17,7 +17,7 @@ from spacy_elmo.bilm.chars import batch_to_char_ids
 from spacy_elmo.bilm.model import ElmoBiLM
 from spacy_elmo.bilm.token_encoder import TokenEncoder, WordVectorCache
 
-from .elmo_helpers import FIXTURE_DIR as FIXTURE
+from .elmo_helpers import FIXTURE_DIR
 
 # The inference path's bound (issue #4). Its products go through NumPy's BLAS, which rounds
 # differently from torch's (largest difference seen on the fixture: 1.4e-6).
@@ -25,11 +25,11 @@ TOLERANCE = 1e-5
 
 
 def fixture_model(state: str = "reset") -> ElmoBiLM:
-    return load_bilm(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", state=state)
+    return load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", state=state)
 
 
 def fixture_sentences() -> list[list[str]]:
-    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    streams = json.loads((FIXTURE_DIR / "sentences.json").read_text())
     return [sentence.split() for stream in streams for sentence in stream]
 
 
@@ -71,13 +71,13 @@ def test_fast_path_equals_reference_path(state: str, batch_size: int) -> None:
 
 def test_fast_path_reproduces_the_reference_fixture() -> None:
     """Stateful, batch 3, stream k in row k: AllenNLP's expected top layer within 1e-5."""
-    streams = json.loads((FIXTURE / "sentences.json").read_text())
+    streams = json.loads((FIXTURE_DIR / "sentences.json").read_text())
     model = fixture_model("stateful")
     worst = 0.0
     for i in range(len(streams[0])):
         outputs = model.embed_sentences([stream[i].split() for stream in streams], batch_size=3)
         for k, output in enumerate(outputs):
-            with h5py.File(FIXTURE / f"lm_embeddings_{k}.hdf5", "r") as handle:
+            with h5py.File(FIXTURE_DIR / f"lm_embeddings_{k}.hdf5", "r") as handle:
                 expected = handle[str(i)][...]
             top = np.concatenate([expected[0], expected[1]], axis=-1)
             worst = max(worst, float(np.abs(output[2] - top).max()))
