@@ -1,13 +1,19 @@
-"""The ``elmo`` pipeline component: runs the biLM over Docs and attaches contextual vectors.
+"""The ``elmo`` pipeline component: runs its model (the biLM over Docs) and attaches contextual vectors.
 
-It sets ``doc._.elmo`` (every layer), ``doc.tensor`` (the layers mixed by ``mix``) and
-the vector/similarity hooks (see ``doc_hooks``), and feeds ``spacy_elmo.ElmoListener.v1``
-layers in downstream components during training.
+It sets ``doc._.elmo`` (every layer) and, with ``set_vectors``, ``doc.tensor`` (the layers mixed
+by ``mix``) and the vector/similarity hooks (see ``doc_hooks``); during training it feeds the
+``spacy-elmo.ElmoListener.v2`` layers of downstream components.
+
+Its settings are its own: ``mix``, ``frozen``, ``set_vectors``. The model's (which weights,
+units, state, precision, batching, cache) are the arguments of ``[components.elmo.model]``
+(``spacy-elmo.ElmoModel.v2``). The first release's shape, every setting at the component
+level with ``spacy_elmo.ElmoModel.v1``, still works and is passed on to the model.
 """
+
+from __future__ import annotations
 
 import os
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -16,6 +22,7 @@ from typing import Any
 import numpy as np
 import srsly
 import torch
+from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.pipeline.tok2vec import Tok2Vec, Tok2VecListener
@@ -25,15 +32,32 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
-from .bilm import load_bilm, save_bilm
-from .doc_hooks import check_mix, mix_width, set_vectors
+from .architectures import ELMO_MODEL_V2, configure_doc_units, replace_listener_cfg
+from .bilm import ElmoBiLM
+from .doc_hooks import set_vectors, store_layers
 from .errors import ElmoError, ElmoWeightsError
-from .listener import ElmoListener, replace_listener_cfg
-from .thinc_model import ElmoSettings, ensure_bilm, get_settings, set_bilm, set_settings
+from .layers.bilm_model import (
+    OPTIONS_FILE,
+    WEIGHTS_FILE,
+    bilm_from_files,
+    bilm_to_files,
+    configure,
+    ensure_bilm,
+    get_settings,
+    install_bilm,
+    read_bilm_dir,
+    write_bilm_dir,
+)
+from .layers.listener import ElmoListener
+from .layers.units import DocUnits
+from .mixing import check_mix, mix_width
 
 CFG_FILE = "cfg"
-OPTIONS_FILE = "options.json"
-WEIGHTS_FILE = "weights.hdf5"
+# What cfg records about the saved biLM (read back by from_disk/from_bytes and checked against it).
+CFG_KEYS = ("n_layers", "width")
+# First-release settings accepted at the component level, passed on to the model.
+MODEL_SETTINGS = ("weights", "state", "max_batch_tokens", "cache_tokens", "precision")
+UNIT_SETTINGS = ("window_size", "window_overlap")
 
 
 def _limit_torch_threads_in_child() -> None:
@@ -45,16 +69,10 @@ def _limit_torch_threads_in_child() -> None:
 os.register_at_fork(after_in_child=_limit_torch_threads_in_child)
 
 DEFAULT_CONFIG = {
-    "weights": None,
     "mix": "average",
-    "state": "reset",
     "frozen": True,
-    "max_batch_tokens": 4096,
-    "window_size": 200,
-    "window_overlap": 50,
-    "cache_tokens": 0,
-    "precision": "fp32",
-    "model": {"@architectures": "spacy_elmo.ElmoModel.v1"},
+    "set_vectors": True,
+    "model": {"@architectures": ELMO_MODEL_V2, "get_units": {"@misc": "spacy-elmo.doc_units.v1"}},
 }
 
 
@@ -63,28 +81,55 @@ def make_elmo(
     nlp: Language,
     name: str,
     model: Model,
-    weights: str | None,
     mix: str | list[float],
-    state: str,
     frozen: bool,
-    max_batch_tokens: int,
-    window_size: int,
-    window_overlap: int,
-    cache_tokens: int,
-    precision: str,
-) -> "ElmoComponent":
-    """ELMo contextual token vectors; see docs/component.md for every setting."""
-    settings = ElmoSettings(
-        weights=None if weights is None else str(weights),
-        state=state,
-        frozen=frozen,
-        max_batch_tokens=max_batch_tokens,
-        window_size=window_size,
-        window_overlap=window_overlap,
-        cache_tokens=cache_tokens,
-        precision=precision,
-    )
-    return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp)
+    set_vectors: bool,
+    weights: str | None = None,
+    state: str | None = None,
+    max_batch_tokens: int | None = None,
+    window_size: int | None = None,
+    window_overlap: int | None = None,
+    cache_tokens: int | None = None,
+    precision: str | None = None,
+) -> ElmoComponent:
+    """ELMo contextual token vectors; see docs/component.md for every setting.
+
+    ``weights`` ... ``precision`` are the first release's component-level settings (null: unset).
+    Given, they configure the model as its own arguments would, with a DeprecationWarning.
+    """
+    legacy = {
+        "weights": weights,
+        "state": state,
+        "max_batch_tokens": max_batch_tokens,
+        "window_size": window_size,
+        "window_overlap": window_overlap,
+        "cache_tokens": cache_tokens,
+        "precision": precision,
+    }
+    legacy = {key: value for key, value in legacy.items() if value is not None}
+    if legacy:
+        warnings.warn(
+            f"elmo component '{name}': the settings {', '.join(legacy)} belong to the model now; move them to "
+            f"[components.{name}.model] ({ELMO_MODEL_V2}; window_size and window_overlap go in its get_units "
+            "block). See docs/component.md.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        apply_legacy_settings(model, legacy)
+    return ElmoComponent(nlp.vocab, model, name, mix=mix, frozen=frozen, set_vectors=set_vectors)
+
+
+def apply_legacy_settings(model: Model, legacy: dict[str, Any]) -> None:
+    """Configure ``model`` from first-release component-level settings (``MODEL_SETTINGS``, ``UNIT_SETTINGS``)."""
+    changes = {key: legacy[key] for key in MODEL_SETTINGS if key in legacy}
+    if any(key in legacy for key in UNIT_SETTINGS):
+        units = get_settings(model).get_units
+        if not isinstance(units, DocUnits):
+            raise ElmoError("elmo settings 'window_size'/'window_overlap' need the default unit splitter")
+        changes["get_units"] = configure_doc_units(
+            legacy.get("window_size", units.window_size), legacy.get("window_overlap", units.window_overlap)
+        )
+    configure(model, **changes)
 
 
 class ElmoComponent(TrainablePipe):
@@ -96,22 +141,35 @@ class ElmoComponent(TrainablePipe):
         model: Model,
         name: str = "elmo",
         *,
-        settings: ElmoSettings,
         mix: str | Sequence[float] = "average",
-        nlp: Language | None = None,
+        frozen: bool = True,
+        set_vectors: bool = True,
     ) -> None:
+        if not isinstance(set_vectors, bool):
+            raise ElmoError(f"elmo setting 'set_vectors' must be true or false, found {set_vectors!r}")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.mix = check_mix(mix)
-        self.listener_map: dict[str, list[Model]] = {}
-        self.cfg: dict[str, Any] = {"mix": self.mix, **settings.to_dict()}
-        set_settings(model, settings)
-        model.attrs["replace_listener_cfg"] = partial(replace_listener_cfg, settings.to_dict())
-        self._nlp = weakref.ref(nlp) if nlp is not None else None
-        self._checked_pipeline = False
+        self.set_vectors = set_vectors
+        configure(model, frozen=frozen)  # checks it; the model builds no graph when frozen
+        self.frozen = frozen
+        self.cfg: dict[str, Any] = {}
+        self._listener_map: dict[str, list[Model]] = {}
+        self._tok2vecs_after: set[str] = set()
+        model.attrs["replace_listener_cfg"] = partial(_replace_listener_cfg, model.attrs)
 
     # ---- listeners (the ListenedToComponent protocol spaCy's Language uses) ----
+    @property
+    def listener_map(self) -> dict[str, list[Model]]:
+        return self._listener_map
+
+    @listener_map.setter
+    def listener_map(self, value: dict[str, list[Model]]) -> None:
+        # spaCy's Language resets the map, then calls find_listeners on every later component in order.
+        self._listener_map = value
+        self._tok2vecs_after = set()
+
     @property
     def listeners(self) -> list[Model]:
         return [m for c in self.listening_components for m in self.listener_map[c]]
@@ -136,7 +194,12 @@ class ElmoComponent(TrainablePipe):
         return False
 
     def find_listeners(self, component: Any) -> None:
-        """Register the ``ElmoListener`` nodes in a later component's model (``upstream`` is this name or ``*``)."""
+        """Register the ``ElmoListener`` nodes of a later component (``upstream`` is this name or ``*``).
+
+        Also warns about a spaCy tok2vec listener that would read this component's ``doc.tensor``.
+        """
+        if isinstance(component, Tok2Vec):
+            self._tok2vecs_after.add(component.name)
         model = getattr(component, "model", None)
         if not isinstance(model, Model):
             return
@@ -147,51 +210,31 @@ class ElmoComponent(TrainablePipe):
                 self._warn_tok2vec_listener(component.name, node.upstream_name)
 
     def _warn_tok2vec_listener(self, component_name: str, upstream: str) -> None:
-        nlp = self._nlp() if self._nlp is not None else None
-        names = nlp.pipe_names if nlp is not None else []
-        if self.name in names and component_name in names:
-            tok2vecs = [n for n in names if isinstance(nlp.get_pipe(n), Tok2Vec) and upstream in ("*", n)]
-            after_elmo = [n for n in tok2vecs if names.index(n) > names.index(self.name)]
-            if tok2vecs and len(after_elmo) == len(tok2vecs):
-                return  # a tok2vec after elmo sets doc.tensor again before the listener reads it
+        if not self.set_vectors:
+            return  # doc.tensor is not touched
+        if any(upstream in ("*", name) for name in self._tok2vecs_after):
+            return  # a tok2vec after elmo sets doc.tensor again before the listener reads it
         warnings.warn(
             f"[spacy_elmo] component '{component_name}' has a spaCy tok2vec listener (upstream '{upstream}') and runs "
             f"after '{self.name}', which sets doc.tensor to ELMo vectors. At prediction time spaCy's listener reads "
             "doc.tensor and would get ELMo vectors instead of its tok2vec's output. Put the elmo component after "
-            "the tok2vec's listeners, or use spacy_elmo.ElmoListener.v1 in that component.",
+            "the tok2vec's listeners, use spacy-elmo.ElmoListener.v2 in that component, or set "
+            "set_vectors = false.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
-    def _check_pipeline(self) -> None:
-        if self._checked_pipeline:
-            return
-        self._checked_pipeline = True
-        nlp = self._nlp() if self._nlp is not None else None
-        if nlp is None or self.name not in nlp.pipe_names:
-            return
-        for name in nlp.pipe_names[nlp.pipe_names.index(self.name) + 1 :]:
-            model = getattr(nlp.get_pipe(name), "model", None)
-            if isinstance(model, Model):
-                for node in model.walk():
-                    if isinstance(node, Tok2VecListener):
-                        self._warn_tok2vec_listener(name, node.upstream_name)
-
     # ---- prediction ----
-    @property
-    def settings(self) -> ElmoSettings:
-        return get_settings(self.model)
-
     @property
     def width(self) -> int:
         """Width of ``doc.tensor``: ``2P``, or ``(n_layers + 1) * 2P`` with ``mix = "concat"``."""
         bilm = ensure_bilm(self.model)
         return mix_width(self.mix, bilm.n_output_layers, bilm.output_dim)
 
-    def _ensure_ready(self) -> None:
+    def _ensure_ready(self) -> ElmoBiLM:
         bilm = ensure_bilm(self.model)
         check_mix(self.mix, bilm.n_output_layers)
-        self._check_pipeline()
+        return bilm
 
     def predict(self, docs: Iterable[Doc]) -> list[np.ndarray]:
         """Every layer of every Doc: float32 ``(n_layers + 1, n_tokens, 2P)`` each."""
@@ -202,15 +245,15 @@ class ElmoComponent(TrainablePipe):
 
     def set_annotations(self, docs: Sequence[Doc], layers: Sequence[np.ndarray]) -> None:
         for doc, doc_layers in zip(docs, layers, strict=True):
-            set_vectors(doc, doc_layers, self.mix)
+            if self.set_vectors:
+                set_vectors(doc, doc_layers, self.mix)
+            else:
+                store_layers(doc, doc_layers, self.mix)
 
     # ---- training ----
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None) -> None:
-        """Load the biLM (from ``weights``) and check the pipeline; the biLM's weights stay as loaded."""
+        """Load the biLM (from the model's ``weights``); its weights stay as loaded."""
         validate_get_examples(get_examples, "ElmoComponent.initialize")
-        if nlp is not None:
-            self._nlp = weakref.ref(nlp)
-        self._checked_pipeline = False
         self._ensure_ready()
 
     def update(
@@ -245,7 +288,7 @@ class ElmoComponent(TrainablePipe):
 
         def backprop(one_d_outputs: list[Floats3d]) -> list[Doc]:
             accumulate_gradient(one_d_outputs)
-            if not self.settings.frozen:
+            if not self.frozen:
                 backprop_layers(d_outputs)
                 if sgd is not None:
                     self.finish_update(sgd)
@@ -259,39 +302,85 @@ class ElmoComponent(TrainablePipe):
         return losses
 
     # ---- serialization ----
-    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
-        ensure_bilm(self.model)
-        return srsly.msgpack_dumps({"cfg": self.cfg, "model": self.model.to_bytes()})
+    # One format: the biLM's files in the reference layout (options.json + weights.hdf5), as files
+    # in the component's directory or as a dict of bytes; cfg records the biLM's shape. Settings
+    # come from the config (config.cfg, which spaCy saves with the pipeline), not from cfg.
+    def _describe(self, bilm: ElmoBiLM) -> dict[str, Any]:
+        self.cfg = {"n_layers": bilm.n_output_layers, "width": bilm.output_dim}
+        return self.cfg
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> "ElmoComponent":
-        msg = srsly.msgpack_loads(bytes_data)
-        settings = self.settings
-        self.model.from_bytes(msg["model"])
-        set_settings(self.model, settings)
-        check_mix(self.mix, ensure_bilm(self.model).n_output_layers)
+    def _read_cfg(self, saved: Any) -> None:
+        if isinstance(saved, dict):  # the first release's cfg held the settings: ignored
+            self.cfg = {key: saved[key] for key in CFG_KEYS if key in saved}
+
+    def _install_saved(self, bilm: ElmoBiLM, where: str) -> None:
+        expected = (self.cfg.get("n_layers"), self.cfg.get("width"))
+        if None not in expected and expected != (bilm.n_output_layers, bilm.output_dim):
+            raise ElmoWeightsError(
+                f"elmo component '{self.name}' loaded from {where}: cfg says {expected[0]} layers {expected[1]} wide, "
+                f"the saved biLM has {bilm.n_output_layers} layers {bilm.output_dim} wide"
+            )
+        try:
+            check_mix(self.mix, bilm.n_output_layers)
+        except ElmoError as err:
+            raise ElmoError(f"elmo component '{self.name}' loaded from {where}: {err}") from None
+        install_bilm(self.model, bilm)
+        self._describe(bilm)
+
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        bilm = self._ensure_ready()
+        serializers = {
+            "cfg": lambda: self._describe(bilm),
+            "model": lambda: bilm_to_files(bilm),
+        }
+        return util.to_bytes(serializers, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> ElmoComponent:
+        def read_model(data: Any) -> None:
+            if isinstance(data, bytes):  # the first release: the Thinc model's bytes
+                self.model.from_bytes(data)
+                bilm = self.model.shims[0]._model
+            else:
+                bilm = bilm_from_files(data)
+            self._install_saved(bilm, "bytes")
+
+        deserializers = {"cfg": self._read_cfg, "model": read_model}
+        util.from_bytes(bytes_data, deserializers, exclude)
         return self
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         """Write ``cfg``, ``options.json`` and ``weights.hdf5`` (the reference layout) into ``path``."""
         path = Path(path)
-        bilm = ensure_bilm(self.model)
-        path.mkdir(parents=True, exist_ok=True)
-        save_bilm(bilm, path, WEIGHTS_FILE)
-        srsly.write_json(path / CFG_FILE, self.cfg)
+        bilm = self._ensure_ready()
+        serializers = {
+            "cfg": lambda p: srsly.write_json(p, self._describe(bilm)),
+            "model": lambda _: write_bilm_dir(bilm, path),
+        }
+        util.to_disk(path, serializers, exclude)
 
-    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "ElmoComponent":
-        """Load the saved biLM; the ``weights`` setting is not consulted (the originals may be gone)."""
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ElmoComponent:
+        """Load the saved biLM; the model's ``weights`` setting is not consulted (the originals may be gone)."""
         path = Path(path)
-        options_file, weight_file = path / OPTIONS_FILE, path / WEIGHTS_FILE
-        if not options_file.is_file() or not weight_file.is_file():
-            raise ElmoWeightsError(
-                f"elmo component '{self.name}': the saved pipeline directory {path} lacks {OPTIONS_FILE} or "
-                f"{WEIGHTS_FILE}; it was not written by this component's to_disk"
-            )
-        bilm = load_bilm(options_file, weight_file, state=self.settings.state)  # type: ignore[arg-type]
-        try:
-            check_mix(self.mix, bilm.n_output_layers)
-        except ElmoError as err:
-            raise ElmoError(f"elmo component '{self.name}' loaded from {path}: {err}") from None
-        set_bilm(self.model, bilm)
+
+        def read_cfg(p: Path) -> None:
+            if p.is_file():
+                self._read_cfg(srsly.read_json(p))
+
+        def read_model(_: Path) -> None:
+            if not (path / OPTIONS_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+                raise ElmoWeightsError(
+                    f"elmo component '{self.name}': the saved pipeline directory {path} lacks {OPTIONS_FILE} or "
+                    f"{WEIGHTS_FILE}; it was not written by this component's to_disk"
+                )
+            self._install_saved(read_bilm_dir(path), str(path))
+
+        util.from_disk(path, {CFG_FILE: read_cfg, "model": read_model}, exclude)
         return self
+
+
+def _replace_listener_cfg(
+    attrs: dict[str, Any], tok2vec_model_cfg: dict[str, Any], listener_cfg: dict[str, Any]
+) -> dict[str, Any]:
+    # Bound to the model's attrs, not the model: Thinc models cannot be weakly referenced, and a
+    # copy of the model (nlp.replace_listeners copies it) deep-copies its attrs with this in them.
+    return replace_listener_cfg(attrs["settings"], tok2vec_model_cfg, listener_cfg)

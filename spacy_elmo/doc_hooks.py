@@ -9,55 +9,18 @@ are *not* serialized: call ``restore_vectors(doc)`` after any of those round tri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from spacy.tokens import Doc, Span, Token
 
 from .errors import ElmoError
+from .mixing import Mix, mix_layers
 
 DOC_EXTENSION = "elmo"
-MIX_NAMES = ("average", "top", "concat")
-Mix = str | Sequence[float]
 
 if not Doc.has_extension(DOC_EXTENSION):
     Doc.set_extension(DOC_EXTENSION, default=None)
-
-
-def check_mix(mix: Any, n_layers: int | None = None) -> str | list[float]:
-    """Validate the ``mix`` setting: a name in ``MIX_NAMES`` or a list of one weight per layer."""
-    if isinstance(mix, str):
-        if mix not in MIX_NAMES:
-            raise ElmoError(f"elmo setting 'mix' must be one of {MIX_NAMES} or a list of layer weights, found {mix!r}")
-        return mix
-    if isinstance(mix, Sequence) and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in mix):
-        weights = [float(w) for w in mix]
-        if not weights or not all(np.isfinite(weights)):
-            raise ElmoError(f"elmo setting 'mix' must be a non-empty list of finite numbers, found {list(mix)!r}")
-        if n_layers is not None and len(weights) != n_layers:
-            raise ElmoError(f"elmo setting 'mix' has {len(weights)} weights but the biLM has {n_layers} layers")
-        return weights
-    raise ElmoError(f"elmo setting 'mix' must be one of {MIX_NAMES} or a list of layer weights, found {mix!r}")
-
-
-def mix_width(mix: Mix, n_layers: int, layer_width: int) -> int:
-    return n_layers * layer_width if mix == "concat" else layer_width
-
-
-def mix_layers(layers: np.ndarray, mix: Mix) -> np.ndarray:
-    """``(L, n, D)`` float32 to ``(n, D)`` (``(n, L * D)`` for ``"concat"``), in float32 numpy."""
-    layers = np.asarray(layers, dtype=np.float32)
-    n_layers = layers.shape[0]
-    if mix == "average":
-        weights = np.full(n_layers, 1.0 / n_layers, dtype=np.float32)
-    elif mix == "top":
-        return np.ascontiguousarray(layers[-1])
-    elif mix == "concat":
-        return np.ascontiguousarray(np.concatenate(list(layers), axis=-1)) if n_layers else layers
-    else:
-        weights = np.asarray(check_mix(mix, n_layers), dtype=np.float32)
-    return np.ascontiguousarray(np.tensordot(weights, layers, axes=(0, 0)), dtype=np.float32)
 
 
 class ContextualVectors:
@@ -105,15 +68,21 @@ class ContextualVectors:
         return float(np.dot(mine, theirs) / norms)
 
 
+def store_layers(doc: Doc, layers: np.ndarray, mix: Mix) -> np.ndarray:
+    """Store the layers ``(L, n_tokens, 2P)`` and the ``mix`` in ``doc._.elmo``; returns them as float32."""
+    layers = np.ascontiguousarray(layers, dtype=np.float32)
+    if layers.ndim != 3 or layers.shape[1] != len(doc):
+        raise ElmoError(f"ELMo layers of shape {layers.shape} do not fit a Doc of {len(doc)} tokens")
+    doc._.set(DOC_EXTENSION, {"layers": layers, "mix": mix if isinstance(mix, str) else list(mix)})
+    return layers
+
+
 def set_vectors(doc: Doc, layers: np.ndarray, mix: Mix) -> None:
     """Store the layers in ``doc._.elmo``, the mixed vectors in ``doc.tensor``, and install the hooks.
 
     ``layers``: ``(L, n_tokens, 2P)`` float32.
     """
-    layers = np.ascontiguousarray(layers, dtype=np.float32)
-    if layers.ndim != 3 or layers.shape[1] != len(doc):
-        raise ElmoError(f"ELMo layers of shape {layers.shape} do not fit a Doc of {len(doc)} tokens")
-    doc._.set(DOC_EXTENSION, {"layers": layers, "mix": mix if isinstance(mix, str) else list(mix)})
+    layers = store_layers(doc, layers, mix)
     vectors = mix_layers(layers, mix)
     doc.tensor = vectors
     _install_hooks(doc, vectors)

@@ -31,9 +31,25 @@ def copy_fixture_weights(directory: Path) -> Path:
     return directory
 
 
-def make_nlp(weights: Path | str, **config: object) -> Language:
+COMPONENT_SETTINGS = ("mix", "frozen", "set_vectors")
+UNIT_SETTINGS = ("window_size", "window_overlap")
+
+
+def elmo_config(weights: Path | str | None, **settings: object) -> dict[str, object]:
+    """The ``elmo`` component's config: component settings at the top, the model's in ``model``."""
+    config: dict[str, object] = {key: settings.pop(key) for key in COMPONENT_SETTINGS if key in settings}
+    units = {key: settings.pop(key) for key in UNIT_SETTINGS if key in settings}
+    model: dict[str, object] = {"weights": None if weights is None else str(weights), **settings}
+    if units:
+        model["get_units"] = {"@misc": "spacy-elmo.doc_units.v1", **units}
+    config["model"] = model
+    return config
+
+
+def make_nlp(weights: Path | str | None, **settings: object) -> Language:
+    """A blank English pipeline with an ``elmo`` component; ``settings`` go where they belong."""
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"weights": str(weights), **config})
+    nlp.add_pipe("elmo", config=elmo_config(weights, **settings))
     return nlp
 
 

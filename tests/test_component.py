@@ -13,9 +13,10 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from spacy_elmo import ElmoError, load_bilm
-from spacy_elmo.thinc_model import Unit, pack_batches, window_units
+from spacy_elmo.layers.bilm_model import get_settings
+from spacy_elmo.layers.units import Unit, pack_batches, window_units
 
-from .elmo_helpers import LAYER_WIDTH, N_LAYERS, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
+from .elmo_helpers import LAYER_WIDTH, N_LAYERS, elmo_config, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
 
 
 def test_add_pipe_and_call_sets_tensor_extension_and_hooks(nlp: Language) -> None:
@@ -246,12 +247,12 @@ TAGGER_WITH_LISTENER = {
 def test_warns_when_a_spacy_tok2vec_listener_would_read_elmo_tensor(weights_dir: Path) -> None:
     nlp = spacy.blank("en")
     nlp.add_pipe("tok2vec")
-    nlp.add_pipe("elmo", config={"weights": str(weights_dir)})
+    nlp.add_pipe("elmo", config=elmo_config(weights_dir))
     with pytest.warns(UserWarning, match="spaCy tok2vec listener"):
         nlp.add_pipe("tagger", config=TAGGER_WITH_LISTENER)
     # No warning when the tok2vec runs after elmo (it sets doc.tensor again).
     ok = spacy.blank("en")
-    ok.add_pipe("elmo", config={"weights": str(weights_dir)})
+    ok.add_pipe("elmo", config=elmo_config(weights_dir))
     ok.add_pipe("tok2vec")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -274,7 +275,7 @@ def test_int8_precision_setting_gives_close_vectors_and_bad_values_are_named(wei
     text = "The bank of the river was steep and the money stayed in the bank ."
     exact = make_nlp(weights_dir)(text).tensor
     approx_nlp = make_nlp(weights_dir, precision="int8")
-    assert approx_nlp.get_pipe("elmo").cfg["precision"] == "int8"
+    assert get_settings(approx_nlp.get_pipe("elmo").model).precision == "int8"
     approx = approx_nlp(text).tensor
     assert approx.shape == exact.shape
     difference = float(np.abs(approx - exact).max())

@@ -10,8 +10,8 @@ import torch
 from spacy.tokens import Doc
 
 from spacy_elmo import ElmoError
-from spacy_elmo.layer_cache import LayerCache
-from spacy_elmo.thinc_model import get_layer_cache
+from spacy_elmo.layers.bilm_model import get_layer_cache
+from spacy_elmo.layers.layer_cache import LayerCache
 
 from .elmo_helpers import make_nlp, weights_dir_fixture  # noqa: F401  (pytest fixture)
 

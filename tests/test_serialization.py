@@ -15,7 +15,15 @@ from spacy_elmo import ElmoError, restore_vectors
 from spacy_elmo.bilm import read_options
 from spacy_elmo.bilm.weights import read_weight_arrays
 
-from .elmo_helpers import LAYER_WIDTH, N_LAYERS, copy_fixture_weights, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
+from .elmo_helpers import (  # noqa: F401  (pytest fixtures)
+    LAYER_WIDTH,
+    N_LAYERS,
+    copy_fixture_weights,
+    elmo_config,
+    make_nlp,
+    nlp_fixture,
+    weights_dir_fixture,
+)
 
 TEXTS = ["The bank by the river flooded .", "", "She keeps her money in a bank .", "Hi"]
 
@@ -45,7 +53,7 @@ def test_from_disk_into_a_blank_pipeline(nlp: Language, tmp_path: Path) -> None:
     expected = nlp(TEXTS[0]).tensor
     nlp.to_disk(tmp_path / "p")
     other = spacy.blank("en")
-    other.add_pipe("elmo", config={"weights": str(tmp_path / "does-not-exist")})
+    other.add_pipe("elmo", config=elmo_config(tmp_path / "does-not-exist"))
     other.from_disk(tmp_path / "p")
     np.testing.assert_array_equal(other(TEXTS[0]).tensor, expected)
 
@@ -54,7 +62,7 @@ def test_to_bytes_and_from_bytes(nlp: Language, tmp_path: Path) -> None:
     expected = nlp(TEXTS[2]).tensor
     data = nlp.to_bytes()
     other = spacy.blank("en")
-    other.add_pipe("elmo", config={"weights": str(tmp_path / "gone")})
+    other.add_pipe("elmo", config=elmo_config(tmp_path / "gone"))
     other.from_bytes(data)
     np.testing.assert_array_equal(other(TEXTS[2]).tensor, expected)
 

@@ -14,11 +14,13 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 from thinc.api import Model, set_dropout_rate
 
-from spacy_elmo.listener import ElmoListener, elmo_scalar_mix
-from spacy_elmo.thinc_model import get_bilm
+from spacy_elmo.layers.bilm_model import get_bilm
+from spacy_elmo.layers.listener import ElmoListener
+from spacy_elmo.layers.scalar_mix import elmo_scalar_mix
 
 from .elmo_helpers import (
     LAYER_WIDTH,
+    elmo_config,
     weights_dir_fixture,  # noqa: F401  (pytest fixtures)
 )
 from .training_data import ner_examples, textcat_examples
@@ -75,7 +77,7 @@ def train(
 
 def ner_pipeline(weights_dir: Path, frozen: bool = True) -> Language:
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"weights": str(weights_dir), "frozen": frozen})
+    nlp.add_pipe("elmo", config=elmo_config(weights_dir, frozen=frozen))
     nlp.add_pipe("ner", config={"model": NER_MODEL})
     return nlp
 
@@ -130,7 +132,7 @@ def test_fine_tuning_changes_the_bilm(weights_dir: Path) -> None:
 
 def test_textcat_trains_on_elmo(weights_dir: Path) -> None:
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"weights": str(weights_dir)})
+    nlp.add_pipe("elmo", config=elmo_config(weights_dir))
     no_projection = {**TEXTCAT_MODEL, "tok2vec": {**LISTENER, "width": None}}
     nlp.add_pipe("textcat", config={"model": no_projection})
     examples = textcat_examples(nlp)
@@ -174,7 +176,7 @@ def test_replace_listeners_gives_the_same_predictions_and_saves(weights_dir: Pat
     expected = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
     nlp.replace_listeners("elmo", "ner", ["model.tok2vec"])
     assert nlp.get_pipe("elmo").listeners == []
-    assert nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy_elmo.Elmo.v1"
+    assert nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy-elmo.Elmo.v2"
     nlp.remove_pipe("elmo")
     got = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
     assert got == expected
