@@ -12,7 +12,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from spacy_elmo import ElmoError, load_bilm
+from spacy_elmo import ElmoError, load_bilm, restore_vectors
 from spacy_elmo.layers.bilm_model import get_settings
 from spacy_elmo.layers.units import Unit, pack_batches, window_units
 
@@ -282,3 +282,20 @@ def test_int8_precision_setting_gives_close_vectors_and_bad_values_are_named(wei
     assert 0 < difference < 0.2
     with pytest.raises(ElmoError, match=r"'precision' must be one of .*'fp16'"):
         make_nlp(weights_dir, precision="fp16")
+
+
+def test_set_vectors_false_keeps_only_the_layers(weights_dir: Path) -> None:
+    doc = make_nlp(weights_dir, set_vectors=False)("The cat sat .")
+    assert doc._.elmo["layers"].shape == (N_LAYERS, 4, LAYER_WIDTH)
+    assert doc.tensor.size == 0 and "vector" not in doc.user_token_hooks
+    restore_vectors(doc)  # the mix is stored: the vectors can still be made
+    np.testing.assert_allclose(doc.tensor, doc._.elmo["layers"].mean(axis=0), rtol=1e-6, atol=1e-6)
+
+
+def test_legacy_component_level_settings_reach_the_model_with_a_warning(weights_dir: Path) -> None:
+    nlp = spacy.blank("en")
+    with pytest.warns(DeprecationWarning, match=r"weights, window_size, precision belong to the model now"):
+        nlp.add_pipe("elmo", config={"weights": str(weights_dir), "window_size": 120, "precision": "int8"})
+    settings = get_settings(nlp.get_pipe("elmo").model)
+    assert (settings.weights, settings.precision, settings.get_units.window_size) == (str(weights_dir), "int8", 120)
+    assert settings.get_units.window_overlap == 50

@@ -33,9 +33,27 @@ def test_factory_entry_point() -> None:
 
 def test_architecture_entry_points() -> None:
     architectures = entry_points("spacy_architectures")
-    assert set(architectures) == {"spacy_elmo.ElmoModel.v1", "spacy_elmo.ElmoListener.v1", "spacy_elmo.Elmo.v1"}
+    first_release = {"spacy_elmo.ElmoModel.v1", "spacy_elmo.ElmoListener.v1", "spacy_elmo.Elmo.v1"}
+    assert set(architectures) == first_release | {
+        "spacy-elmo.ElmoModel.v2",
+        "spacy-elmo.ElmoListener.v2",
+        "spacy-elmo.Elmo.v2",
+    }
     for name, target in architectures.items():
         assert spacy.registry.architectures.get(name) is load(target)
+
+
+def test_misc_entry_points() -> None:
+    misc = entry_points("spacy_misc")
+    assert misc == {"spacy-elmo.doc_units.v1": "spacy_elmo.architectures:configure_doc_units"}
+    assert spacy.registry.misc.get("spacy-elmo.doc_units.v1") is load(misc["spacy-elmo.doc_units.v1"])
+
+
+def test_first_release_import_paths_name_the_same_objects() -> None:
+    # configs and code written for spacy_elmo 0.1 imported these modules
+    assert load("spacy_elmo.thinc_model:build_elmo_model") is load("spacy_elmo.architectures:build_elmo_model")
+    assert load("spacy_elmo.listener:build_inline_elmo") is load("spacy_elmo.architectures:build_inline_elmo")
+    assert load("spacy_elmo.listener:ElmoListener") is load("spacy_elmo.layers.listener:ElmoListener")
 
 
 def test_bundled_models_are_package_data() -> None:

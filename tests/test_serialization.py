@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import spacy
+import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
+from spacy.util import load_model_from_config
 
 from spacy_elmo import ElmoError, restore_vectors
 from spacy_elmo.bilm import read_options
 from spacy_elmo.bilm.weights import read_weight_arrays
+from spacy_elmo.layers.bilm_model import get_bilm, get_settings
 
 from .elmo_helpers import (  # noqa: F401  (pytest fixtures)
     LAYER_WIDTH,
@@ -131,3 +136,82 @@ def test_pipe_with_two_processes(nlp: Language) -> None:
         restore_vectors(doc)
         if len(doc):
             np.testing.assert_allclose(doc[0].vector, single[0].vector, atol=1e-5)
+
+
+SETTINGS = {
+    "mix": "concat",
+    "precision": "int8",
+    "cache_tokens": 100,
+    "max_batch_tokens": 300,
+    "window_size": 50,
+    "window_overlap": 10,
+}
+
+
+def _settings(nlp: Language) -> tuple[object, ...]:
+    elmo = nlp.get_pipe("elmo")
+    settings = get_settings(elmo.model)
+    bilm = get_bilm(elmo.model)
+    assert bilm is not None and bilm.precision == settings.precision  # the installed biLM runs them
+    return elmo.mix, elmo.frozen, elmo.set_vectors, dataclasses.astuple(settings)
+
+
+@pytest.mark.parametrize("route", ["bytes", "disk", "spacy.load", "component from_disk"])
+def test_every_setting_survives_serialization(weights_dir: Path, tmp_path: Path, route: str) -> None:
+    text = "The bank of the river was steep and the money stayed in the bank ."
+    nlp = make_nlp(weights_dir, **SETTINGS)
+    expected = nlp(text).tensor
+    exact = make_nlp(weights_dir, mix="concat")(text).tensor
+    assert not np.array_equal(expected, exact)  # int8 differs from fp32
+    if route == "bytes":
+        other = load_model_from_config(nlp.config)
+        other.from_bytes(nlp.to_bytes())
+    elif route == "disk":
+        nlp.to_disk(tmp_path / "p")
+        other = load_model_from_config(nlp.config).from_disk(tmp_path / "p")
+    elif route == "spacy.load":
+        nlp.to_disk(tmp_path / "p")
+        other = spacy.load(tmp_path / "p")
+    else:
+        nlp.get_pipe("elmo").to_disk(tmp_path / "elmo")
+        other = load_model_from_config(nlp.config)
+        other.get_pipe("elmo").from_disk(tmp_path / "elmo")
+    assert _settings(other) == _settings(nlp)
+    np.testing.assert_array_equal(other(text).tensor, expected)
+
+
+def test_serialization_honours_exclude(nlp: Language, tmp_path: Path) -> None:
+    elmo = nlp.get_pipe("elmo")
+    elmo.to_disk(tmp_path / "cfg_only", exclude=["model"])
+    assert sorted(p.name for p in (tmp_path / "cfg_only").iterdir()) == ["cfg"]
+    assert srsly.read_json(tmp_path / "cfg_only" / "cfg") == {"n_layers": N_LAYERS, "width": LAYER_WIDTH}
+    elmo.to_disk(tmp_path / "full")
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["cfg", "options.json", "weights.hdf5"]
+    other = make_nlp(tmp_path / "gone").get_pipe("elmo")
+    other.from_disk(tmp_path / "cfg_only", exclude=["model"])  # reads no weights
+    assert get_bilm(other.model) is None and other.cfg == elmo.cfg
+    assert len(elmo.to_bytes(exclude=["model"])) < 100 < len(elmo.to_bytes())
+    other.from_bytes(elmo.to_bytes(), exclude=["cfg"])
+    assert get_bilm(other.model) is not None
+
+
+def test_saved_cfg_is_read_back_and_checked(nlp: Language, tmp_path: Path) -> None:
+    nlp.to_disk(tmp_path / "p")
+    srsly.write_json(tmp_path / "p" / "elmo" / "cfg", {"n_layers": 2, "width": LAYER_WIDTH})
+    with pytest.raises(ElmoError, match=r"cfg says 2 layers 32 wide, the saved biLM has 3 layers 32 wide"):
+        spacy.load(tmp_path / "p")
+
+
+def test_bytes_and_disk_hold_the_same_files(nlp: Language, tmp_path: Path) -> None:
+    elmo = nlp.get_pipe("elmo")
+    elmo.to_disk(tmp_path / "elmo")
+    files = srsly.msgpack_loads(elmo.to_bytes())["model"]
+    assert sorted(files) == ["options.json", "weights.hdf5"]
+    assert files["options.json"] == (tmp_path / "elmo" / "options.json").read_bytes()
+    options = read_options(tmp_path / "elmo" / "options.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "w.hdf5").write_bytes(files["weights.hdf5"])
+        _, from_bytes = read_weight_arrays(Path(tmp) / "w.hdf5", options)
+    _, from_disk = read_weight_arrays(tmp_path / "elmo" / "weights.hdf5", options)
+    assert from_bytes.keys() == from_disk.keys()
+    assert all(np.array_equal(from_bytes[k], from_disk[k]) for k in from_disk)

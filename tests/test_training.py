@@ -243,3 +243,17 @@ def test_scalar_mix_gradient_matches_finite_differences() -> None:
     minus = loss()
     inputs[1][2, 3, 1] = original
     assert d_inputs[1][2, 3, 1] == pytest.approx((plus - minus) / (2 * eps), rel=1e-5)
+
+
+def test_listener_drops_the_batch_after_backprop_and_declares_its_width(weights_dir: Path) -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config=elmo_config(weights_dir))
+    listener_v2 = {"@architectures": "spacy-elmo.ElmoListener.v2", "upstream": "elmo", "width": None}
+    nlp.add_pipe("textcat", config={"model": {**TEXTCAT_MODEL, "tok2vec": listener_v2}})
+    examples = textcat_examples(nlp)[:4]
+    nlp.initialize(lambda: examples)
+    tok2vec = nlp.get_pipe("textcat").model.get_ref("tok2vec")
+    assert tok2vec.get_dim("nO") == LAYER_WIDTH  # 2P: no projection
+    listener = next(n for n in tok2vec.walk() if isinstance(n, ElmoListener))
+    nlp.update(examples, sgd=nlp.create_optimizer())
+    assert listener._outputs is None and listener._backprop is None and listener._batch_id is None
