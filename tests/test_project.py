@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import numpy
 import pytest
 import spacy
 import srsly
+from spacy.cli._util import parse_config_overrides
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
+from thinc.api import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -24,15 +27,40 @@ from splits import random_split, split_sizes, stratified_split  # noqa: E402
 
 from .elmo_helpers import copy_fixture_weights  # noqa: E402
 
-BASELINE_CONFIGS = ["ner_tok2vec", "ner_glove", "textcat_tok2vec", "textcat_glove"]
-ELMO_CONFIGS = [
-    "ner_elmo_frozen",
-    "ner_elmo_glove",
-    "ner_elmo_finetune",
-    "textcat_elmo_frozen",
-    "textcat_elmo_glove",
-    "textcat_elmo_finetune",
-]
+PROJECT = srsly.read_yaml(ROOT / "project.yml")
+
+
+def train_eval_systems() -> dict[str, tuple[str, list[str]]]:
+    """Every system project.yml trains: its config and its overrides (``vars`` filled in, training length dropped)."""
+    variables = {name: str(value) for name, value in PROJECT["vars"].items()}
+    systems: dict[str, tuple[str, list[str]]] = {}
+    for command in PROJECT["commands"]:
+        for line in command["script"]:
+            if not line.startswith("python scripts/train_eval.py "):
+                continue
+            for name, value in variables.items():
+                line = line.replace(f"${{vars.{name}}}", value)
+            words = shlex.split(line)
+            overrides = words[words.index("--") + 1 :]
+            pairs = dict(zip(overrides[::2], overrides[1::2], strict=True))
+            for dropped in ("--training.max_steps", "--training.max_epochs", "--paths.elmo"):
+                pairs.pop(dropped, None)
+            systems[words[2]] = (words[3], [item for pair in pairs.items() for item in pair])
+    return systems
+
+
+SYSTEMS = train_eval_systems()
+BASELINE_SYSTEMS = sorted(name for name in SYSTEMS if "elmo" not in name)
+ELMO_SYSTEMS = sorted(name for name in SYSTEMS if "elmo" in name)
+
+
+def system_config(name: str, **overrides: object) -> Config:
+    """The config a project system trains with (paths.vectors: null; the GloVe table is built by the project)."""
+    path, args = SYSTEMS[name]
+    parsed = parse_config_overrides(args)
+    if "paths.vectors" in parsed:
+        parsed["paths.vectors"] = None
+    return load_config(ROOT / path, overrides={**parsed, **overrides})
 
 
 def test_split_sizes_round_dev_and_test() -> None:
@@ -105,7 +133,7 @@ def test_verify_checksums_reports_mismatch(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_project_commands_reference_existing_files() -> None:
-    project = srsly.read_yaml(ROOT / "project.yml")
+    project = PROJECT
     commands = {command["name"]: command for command in project["commands"]}
     assert not set(project["workflows"]) & set(commands), "weasel refuses a workflow named like a command"
     for workflow, steps in project["workflows"].items():
@@ -120,22 +148,32 @@ def test_project_commands_reference_existing_files() -> None:
     assert fetched == checksummed
 
 
-@pytest.mark.parametrize("name", BASELINE_CONFIGS)
+def test_systems_differ_from_their_base_config_only_by_overrides() -> None:
+    assert len(SYSTEMS) == 22 and {config for config, _ in SYSTEMS.values()} == {
+        f"configs/{task}{suffix}.cfg" for task in ("ner", "textcat") for suffix in ("", "_tok2vec", "_elmo")
+    }
+    glove = system_config("ner_elmo_glove")
+    assert glove["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] is True
+    assert system_config("textcat_bbc_elmo_finetune")["components"]["elmo"]["frozen"] is False
+    assert system_config("textcat_bbc_elmo_frozen")["components"]["elmo"]["frozen"] is True
+
+
+@pytest.mark.parametrize("name", BASELINE_SYSTEMS)
 def test_baseline_configs_build(name: str) -> None:
-    config = load_config(ROOT / "configs" / f"{name}.cfg", overrides={"paths.vectors": None})
+    config = system_config(name)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == ["tok2vec", name.split("_")[0]]
+    assert config["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] is name.endswith("_glove")
 
 
-@pytest.mark.parametrize("name", ELMO_CONFIGS)
+@pytest.mark.parametrize("name", ELMO_SYSTEMS)
 def test_elmo_configs_initialize_and_update(name: str, tmp_path: Path) -> None:
     weights = copy_fixture_weights(tmp_path / "elmo")
-    overrides = {"paths.elmo": str(weights), "paths.vectors": None}  # corpus/glove_vectors is built by the project
-    config = load_config(ROOT / "configs" / f"{name}.cfg", overrides=overrides)
+    config = system_config(name, **{"paths.elmo": str(weights)})
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     task = name.split("_")[0]
-    assert nlp.pipe_names == ["elmo", "tok2vec", task]
-    if name.endswith("_glove"):  # a small static-vectors table in place of GloVe
+    assert nlp.pipe_names[0] == "elmo" and nlp.pipe_names[-1] == task
+    if name.endswith(("_glove", "_adapted")):  # a small static-vectors table in place of GloVe
         nlp.vocab.reset_vectors(width=4)
         for row, word in enumerate(("empire", "state", "new", "york")):
             nlp.vocab.set_vector(word, numpy.full(4, row + 1.0, dtype="float32"))
