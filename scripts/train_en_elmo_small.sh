@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python scripts/fetch_pretrain_text.py --out corpus
-nice -n 10 python -m spacy_elmo.pretrain.cli pretrain corpus/en/train.txt training/en_elmo_small \
+nice -n 10 python -m spacy_elmo pretrain corpus/en/train.txt training/en_elmo_small \
     --dev corpus/en/dev.txt --preset mini --seed 0 --threads 1 --max-time 70
-python -m spacy_elmo.pretrain.cli export-pretrained training/en_elmo_small --to spacy_elmo/models/en_elmo_small
+python -m spacy_elmo export-pretrained training/en_elmo_small --to spacy_elmo/models/en_elmo_small
 rm -f spacy_elmo/models/en_elmo_small/vocab.txt

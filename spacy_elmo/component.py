@@ -141,10 +141,11 @@ class ElmoComponent(TrainablePipe):
         model: Model,
         name: str = "elmo",
         *,
-        mix: str | Sequence[float] = "average",
-        frozen: bool = True,
-        set_vectors: bool = True,
+        mix: str | Sequence[float],
+        frozen: bool,
+        set_vectors: bool,
     ) -> None:
+        """The settings' defaults are the factory's (``DEFAULT_CONFIG``)."""
         if not isinstance(set_vectors, bool):
             raise ElmoError(f"elmo setting 'set_vectors' must be true or false, found {set_vectors!r}")
         self.vocab = vocab

@@ -17,8 +17,8 @@ import torch
 
 from spacy_elmo import load_bilm
 from spacy_elmo.bilm.chars import batch_to_char_ids
+from spacy_elmo.cli import main as cli_main
 from spacy_elmo.pretrain import PresetError, PretrainConfig, PretrainDataError, Vocabulary, pretrain
-from spacy_elmo.pretrain.cli import main as cli_main
 from spacy_elmo.pretrain.data import (
     IGNORE_TARGET,
     LMBatcher,
@@ -378,7 +378,7 @@ def test_torchrun_two_processes_average_gradients(corpus: tuple[Path, Path], tmp
     n_steps, seed = 3, 3
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "spacy_elmo.pretrain.cli", "pretrain", str(train), str(output), "--dev", str(dev),
+        "-m", "spacy_elmo", "pretrain", str(train), str(output), "--dev", str(dev),
         "--preset", "tiny", "--seed", str(seed), "--max-steps", str(n_steps), "--dropout", "0",
         "--softmax", "full", "--threads", "1", "--no-progress", "--eval-every", "3", "--checkpoint-every", "3",
     ]  # fmt: skip

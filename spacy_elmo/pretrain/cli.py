@@ -1,16 +1,14 @@
 """Command line: ``pretrain TRAIN OUTPUT_DIR [...]``, ``export-pretrained OUTPUT_DIR [--to DIR]`` and
 ``evaluate-pretrained OUTPUT_DIR TEXT``.
 
-The lead's ``python -m spacy_elmo`` wires ``add_pretrain_parser``, ``add_export_parser`` and
-``add_evaluate_parser`` in; this module also runs on its own: ``python -m spacy_elmo.pretrain.cli pretrain ...``.
+``spacy_elmo.cli`` (``python -m spacy_elmo``, the ``spacy-elmo`` script) wires ``add_pretrain_parser``,
+``add_export_parser`` and ``add_evaluate_parser`` in; this module imports nothing of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from typing import Any
 
 from .presets import PRESETS
@@ -151,14 +149,3 @@ def run_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     print(json.dumps(evaluate_text(args.output_dir, args.text, args.max_tokens)))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The same commands as ``python -m spacy_elmo`` (which holds the one parser)."""
-    from ..cli import main as spacy_elmo_main
-
-    return spacy_elmo_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
