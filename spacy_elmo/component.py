@@ -34,7 +34,7 @@ from thinc.types import Floats3d
 
 from .architectures import ELMO_MODEL_V2, configure_doc_units, replace_listener_cfg
 from .bilm import ElmoBiLM
-from .doc_hooks import set_vectors, store_layers
+from . import doc_hooks
 from .errors import ElmoError, ElmoWeightsError
 from .layers.bilm_model import (
     OPTIONS_FILE,
@@ -247,9 +247,9 @@ class ElmoComponent(TrainablePipe):
     def set_annotations(self, docs: Sequence[Doc], layers: Sequence[np.ndarray]) -> None:
         for doc, doc_layers in zip(docs, layers, strict=True):
             if self.set_vectors:
-                set_vectors(doc, doc_layers, self.mix)
+                doc_hooks.set_vectors(doc, doc_layers, self.mix)
             else:
-                store_layers(doc, doc_layers, self.mix)
+                doc_hooks.store_layers(doc, doc_layers, self.mix)
 
     # ---- training ----
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None) -> None:
@@ -352,6 +352,7 @@ class ElmoComponent(TrainablePipe):
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         """Write ``cfg``, ``options.json`` and ``weights.hdf5`` (the reference layout) into ``path``."""
         path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
         bilm = self._ensure_ready()
         serializers = {
             "cfg": lambda p: srsly.write_json(p, self._describe(bilm)),
