@@ -32,9 +32,9 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
+from . import doc_hooks
 from .architectures import ELMO_MODEL_V2, configure_doc_units, replace_listener_cfg
 from .bilm import ElmoBiLM
-from . import doc_hooks
 from .errors import ElmoError, ElmoWeightsError
 from .layers.bilm_model import (
     OPTIONS_FILE,
