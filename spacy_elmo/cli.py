@@ -17,12 +17,18 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
         "embed",
         help="embed a whitespace-tokenized text file into HDF5",
         description=(
-            "Embed INPUT (one whitespace-tokenized sentence per line) into OUTPUT (HDF5, one dataset per "
-            "line named by its 0-based line number), as AllenNLP's `elmo` command writes."
+            "Embed INPUT (one whitespace-tokenized sentence per line; LF, CRLF or CR line ends; UTF-8, a "
+            "byte order mark is ignored) into OUTPUT (HDF5, one dataset per line named by its 0-based line "
+            "number), as AllenNLP's `elmo` command writes. Ctrl-C, SIGTERM or an error leaves no partial "
+            "output; a temporary file left by a SIGKILL is removed by the next run for the same OUTPUT."
         ),
     )
     parser.add_argument("input", help="text file, one tokenized sentence per line")
-    parser.add_argument("output", help="HDF5 file to write")
+    parser.add_argument(
+        "output",
+        help="HDF5 file to write (its directory must exist); written to a temporary file and moved into place when "
+        "complete",
+    )
     parser.add_argument("--options-file", required=True, help="options.json of the biLM")
     parser.add_argument("--weight-file", required=True, help="HDF5 weights of the biLM")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
@@ -52,19 +58,21 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_embed(args: argparse.Namespace) -> int:
     from .bilm.weights import load_bilm
-    from .embed_file import embed_file
+    from .embed_file import check_output_path, embed_file, exit_cleanly_on_sigterm
 
     if args.batch_size < 1:
         raise ElmoError(f"--batch-size must be at least 1, found {args.batch_size}")
-    model = load_bilm(args.options_file, args.weight_file, state=args.state, precision=args.precision)
-    count = embed_file(
-        model,
-        args.input,
-        args.output,
-        batch_size=args.batch_size,
-        layers=args.layers,
-        progress=False if args.quiet else None,
-    )
+    check_output_path(args.output)  # before the (slow) model load
+    with exit_cleanly_on_sigterm():
+        model = load_bilm(args.options_file, args.weight_file, state=args.state, precision=args.precision)
+        count = embed_file(
+            model,
+            args.input,
+            args.output,
+            batch_size=args.batch_size,
+            layers=args.layers,
+            progress=False if args.quiet else None,
+        )
     print(f"wrote {count} sentences to {args.output}", file=sys.stderr)
     return 0
 

@@ -5,6 +5,9 @@
 carried LSTM state and RNG states), ``log.jsonl`` (one object per evaluation) and the export
 ``options.json`` + ``weights.hdf5`` in the bilm-tf / AllenNLP layout.
 
+A checkpoint file holds tensors and state dicts only, plus its other state as one JSON string, and is
+read with ``torch.load(..., weights_only=True)``: a run directory from elsewhere cannot run code.
+
 Optimiser and schedule follow bilm-tf: Adagrad (lr 0.2, initial accumulator 1.0), gradients of
 ``loss * unroll_steps``, averaged over processes, clipped to a global norm of 10.
 """
@@ -14,11 +17,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import distributed as dist
 from torch import nn
@@ -46,6 +53,7 @@ LOG_NAME = "log.jsonl"
 VOCAB_NAME = "vocab.txt"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_CHECKPOINT = "model.pt"
+CHECKPOINT_FORMAT = "spacy-elmo.pretrain-checkpoint.v2"
 # Settings a resumed run may change; everything else comes from the run's config.json.
 RESUMABLE_OVERRIDES = ("max_steps", "state_reset_probability", "eval_every", "checkpoint_every")
 
@@ -188,8 +196,50 @@ def export_model(model: BiLMLanguageModel, directory: str | Path, training_keys:
         bilm.options = original
 
 
-def _save_torch(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+def save_checkpoint_file(path: Path, tensors: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write ``tensors`` (tensors, state dicts, lists of tensors) and ``state`` (JSON data) atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "tensors": tensors, "state_json": json.dumps(state)}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(tensors, state)`` of a checkpoint, read with ``weights_only=True`` (no code can run).
+
+    Checkpoints of earlier versions (one dict of tensors and plain data) are read too.
+    """
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PretrainError(
+            f"{path} is not a checkpoint this package can read: only tensors and plain data are loaded "
+            f"(weights_only), and this file holds something else or is damaged ({reason})"
+        ) from None
+    if not isinstance(saved, dict):
+        raise PretrainError(f"{path} is not a pretraining checkpoint (it holds a {type(saved).__name__})")
+    if saved.get("format") == CHECKPOINT_FORMAT:
+        return saved["tensors"], json.loads(saved["state_json"])
+    return saved, saved
+
+
+def _python_rng_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_python_rng_state(state: list[Any]) -> None:
+    version, internal, gauss = state
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _numpy_rng_state() -> list[Any]:
+    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    return [name, keys.tolist(), int(position), int(has_gauss), float(cached)]
+
+
+def _set_numpy_rng_state(state: list[Any]) -> None:
+    name, keys, position, has_gauss, cached = state
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
 
 
 def _rank_checkpoint(directory: Path, rank: int, step: int) -> Path:
@@ -372,23 +422,27 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     tokens_seen = 0
 
     if resume:
-        saved = torch.load(checkpoints / MODEL_CHECKPOINT, map_location=ctx.device, weights_only=False)
-        if saved["world_size"] != ctx.world_size:
+        saved, saved_state = load_checkpoint_file(checkpoints / MODEL_CHECKPOINT, map_location=ctx.device)
+        if saved_state["world_size"] != ctx.world_size:
             raise PretrainError(
-                f"--resume: the checkpoint was written by {saved['world_size']} processes, this run has "
+                f"--resume: the checkpoint was written by {saved_state['world_size']} processes, this run has "
                 f"{ctx.world_size}; resume with the same number"
             )
-        step = saved["step"]
+        step = saved_state["step"]
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        rank_state = torch.load(_rank_checkpoint(checkpoints, ctx.rank, step), map_location="cpu", weights_only=False)
+        rank_tensors, rank_state = load_checkpoint_file(_rank_checkpoint(checkpoints, ctx.rank, step))
         forward_batcher.load_state_dict(rank_state["forward_batcher"])
         backward_batcher.load_state_dict(rank_state["backward_batcher"])
-        states = [(h.to(ctx.device), c.to(ctx.device)) for h, c in rank_state["states"]]
-        torch.set_rng_state(rank_state["torch_rng"])
-        model.sampler.set_state(rank_state["sampler_rng"])
-        if rank_state.get("cuda_rng") is not None and ctx.device.type == "cuda":
-            torch.cuda.set_rng_state(rank_state["cuda_rng"], ctx.device)
+        states = [(h.to(ctx.device), c.to(ctx.device)) for h, c in rank_tensors["states"]]
+        torch.set_rng_state(rank_tensors["torch_rng"])
+        model.sampler.set_state(rank_tensors["sampler_rng"])
+        if rank_tensors.get("cuda_rng") is not None and ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rank_tensors["cuda_rng"], ctx.device)
+        if rank_state.get("numpy_rng") is not None:
+            _set_numpy_rng_state(rank_state["numpy_rng"])
+        if rank_state.get("python_rng") is not None:
+            _set_python_rng_state(rank_state["python_rng"])
         elapsed, tokens_seen = rank_state["elapsed"], rank_state["tokens_seen"]
         if ctx.is_main:
             _truncate_log(run_dir / LOG_NAME, step)
@@ -406,29 +460,31 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     tokens_per_step = settings.batch_size * settings.unroll_steps * ctx.world_size
 
     def save_checkpoint() -> None:
-        rank_state = {
-            "step": step,
-            "forward_batcher": forward_batcher.state_dict(),
-            "backward_batcher": backward_batcher.state_dict(),
+        rank_tensors = {
             "states": [(h.cpu(), c.cpu()) for h, c in states],
             "torch_rng": torch.get_rng_state(),
             "sampler_rng": model.sampler.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None,
+        }
+        rank_state = {
+            "step": step,
+            "forward_batcher": forward_batcher.state_dict(),
+            "backward_batcher": backward_batcher.state_dict(),
+            "numpy_rng": _numpy_rng_state(),
+            "python_rng": _python_rng_state(),
             "elapsed": elapsed,
             "tokens_seen": tokens_seen,
             # Lets anyone check that every rank holds the same weights (DDP keeps them in sync).
             "parameter_checksum": float(sum(p.detach().double().sum() for p in model.parameters())),
         }
-        _save_torch(rank_state, _rank_checkpoint(checkpoints, ctx.rank, step))
+        save_checkpoint_file(_rank_checkpoint(checkpoints, ctx.rank, step), rank_tensors, rank_state)
         ctx.barrier()
         if ctx.is_main:
-            full = {
-                "step": step,
-                "world_size": ctx.world_size,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-            }
-            _save_torch(full, checkpoints / MODEL_CHECKPOINT)
+            save_checkpoint_file(
+                checkpoints / MODEL_CHECKPOINT,
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+                {"step": step, "world_size": ctx.world_size},
+            )
             # Keep this step's rank files and the previous ones (in case a kill lands mid-save).
             for old in checkpoints.glob("rank*-step*.pt"):
                 old_step = int(old.stem.split("-step")[1])
@@ -582,7 +638,7 @@ def load_checkpoint(output_dir: str | Path) -> tuple[BiLMLanguageModel, Vocabula
     config = PretrainConfig(**json.loads(config_path.read_text(encoding="utf-8")))
     settings = config.settings()
     vocab = Vocabulary.load(output / VOCAB_NAME)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved, _ = load_checkpoint_file(checkpoint)
     options = get_preset(config.preset).options
     if config.init_from is not None:
         options = ElmoOptions.from_dict(json.loads((Path(config.init_from) / "options.json").read_text()))
