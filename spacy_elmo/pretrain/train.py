@@ -34,6 +34,7 @@ from ..bilm.lstm import State
 from ..bilm.options import ElmoOptions
 from ..bilm.weights import atomic_write, load_bilm, save_bilm
 from ..errors import ElmoError
+from ..text_lines import ENCODING_ERRORS
 from .data import (
     LMBatch,
     LMBatcher,
@@ -79,6 +80,8 @@ class PretrainConfig:
     threads: int | None = None
     device: str | None = None
     progress: bool = True
+    # "strict": bytes that are not UTF-8 are an error naming the line; "replace": read as U+FFFD.
+    encoding_errors: str = "strict"
 
     def settings(self) -> TrainingSettings:
         return override_training(get_preset(self.preset).training, self.overrides)
@@ -318,6 +321,7 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
                 overrides[key] = config.overrides[key]
         resumed = replace(
             saved,
+            output_dir=config.output_dir,  # where the run is now (it may have been moved or copied)
             overrides=overrides,
             max_time_minutes=config.max_time_minutes,
             threads=config.threads,
@@ -325,18 +329,48 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
             progress=config.progress,
         )
         resumed.settings()  # validate
-        if ctx.is_main and resumed.overrides != saved.overrides:
+        if ctx.is_main and (resumed.overrides != saved.overrides or resumed.output_dir != saved.output_dir):
             _write_json(config_path, asdict(resumed))
         return resumed
     if checkpoint.is_file():
         raise PretrainError(
             f"{output} already holds a checkpoint: pass --resume to continue it, or choose a new directory"
         )
+    if output.exists() and not output.is_dir():
+        raise PretrainError(f"OUTPUT_DIR {output} is a file, not a directory")
+    if output.is_dir() and any(output.iterdir()) and not _is_own_run(output):
+        raise PretrainError(
+            f"OUTPUT_DIR {output} is not empty and is not a pretraining run (it has no {CONFIG_NAME} written by "
+            "pretrain): choose a new or empty directory; to continue a run, pass its directory with --resume"
+        )
     config.settings()  # validate before any work
     if ctx.is_main:
         output.mkdir(parents=True, exist_ok=True)
         _write_json(config_path, asdict(config))
     return config
+
+
+def _is_own_run(output: Path) -> bool:
+    """Whether ``output`` holds a ``config.json`` written by ``pretrain`` (a run stopped before a checkpoint)."""
+    try:
+        saved = json.loads((output / CONFIG_NAME).read_text(encoding="utf-8"))
+        PretrainConfig(**saved)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _remove_new_run(output: Path, created: bool) -> None:
+    """Undo a new run that failed before its first checkpoint: ``output`` was absent (``created``) or empty."""
+    if created:
+        shutil.rmtree(output, ignore_errors=True)
+        return
+    if output.is_dir():
+        for child in output.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
 def _tokenize(config: PretrainConfig, ctx: DistributedContext) -> tuple[TokenizedCorpus, TokenizedCorpus | None]:
@@ -346,10 +380,15 @@ def _tokenize(config: PretrainConfig, ctx: DistributedContext) -> tuple[Tokenize
 
     def run() -> tuple[TokenizedCorpus, TokenizedCorpus | None]:
         show = config.progress and ctx.is_main
-        train = tokenize_corpus(config.train, output / "data" / "train", tokenizer, "training text", progress=show)
+        errors = config.encoding_errors
+        train = tokenize_corpus(
+            config.train, output / "data" / "train", tokenizer, "training text", progress=show, encoding_errors=errors
+        )
         dev = None
         if config.dev is not None:
-            dev = tokenize_corpus(config.dev, output / "data" / "dev", tokenizer, "dev text", progress=show)
+            dev = tokenize_corpus(
+                config.dev, output / "data" / "dev", tokenizer, "dev text", progress=show, encoding_errors=errors
+            )
         return train, dev
 
     if ctx.is_main:
@@ -361,10 +400,21 @@ def _tokenize(config: PretrainConfig, ctx: DistributedContext) -> tuple[Tokenize
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) a biLM as ``config`` says, then export it; returns the last log entry."""
+    """Train (or resume) a biLM as ``config`` says, then export it; returns the last log entry.
+
+    A new run that fails (or is interrupted) before its first checkpoint leaves ``OUTPUT_DIR`` as it
+    found it: absent or empty.
+    """
     ctx = init_distributed(config.device)
+    output = Path(config.output_dir)
+    created = not output.exists()
+    new_run = not resume and (created or (output.is_dir() and not any(output.iterdir())))
     try:
         return _pretrain(config, resume, ctx)
+    except BaseException:
+        if new_run and ctx.is_main and not (output / CHECKPOINT_DIR / MODEL_CHECKPOINT).is_file():
+            _remove_new_run(output, created)
+        raise
     finally:
         if ctx.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -376,6 +426,8 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
         if path is not None and not Path(path).exists():
             raise PretrainDataError(f"{what} not found: {path}")
     get_preset(config.preset)
+    if config.encoding_errors not in ENCODING_ERRORS:
+        raise PretrainError(f"encoding_errors must be one of {ENCODING_ERRORS}, found {config.encoding_errors!r}")
     config = _prepare_output(config, resume, ctx)
     settings = config.settings()
     threads = config.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -666,7 +718,9 @@ def export_checkpoint(output_dir: str | Path, to: str | Path | None = None) -> t
     return paths
 
 
-def evaluate_text(output_dir: str | Path, text: str | Path, max_tokens: int | None = None) -> dict[str, float]:
+def evaluate_text(
+    output_dir: str | Path, text: str | Path, max_tokens: int | None = None, encoding_errors: str = "strict"
+) -> dict[str, float]:
     """Exact perplexities of a run's latest checkpoint on held-out ``text`` (tokenized as the run's text was)."""
     import tempfile
 
@@ -674,5 +728,5 @@ def evaluate_text(output_dir: str | Path, text: str | Path, max_tokens: int | No
     settings = replace(config.settings(), dev_max_tokens=max_tokens)
     tokenizer = SentenceTokenizer(config.lang, config.tokenizer)
     with tempfile.TemporaryDirectory() as directory:
-        corpus = tokenize_corpus(text, directory, tokenizer, "evaluation text")
+        corpus = tokenize_corpus(text, directory, tokenizer, "evaluation text", encoding_errors=encoding_errors)
         return evaluate(model, corpus, vocab, settings)
