@@ -1,8 +1,9 @@
 """The ``elmo`` pipeline component: runs the biLM over Docs and attaches contextual vectors.
 
-It sets ``doc._.elmo`` (every layer), ``doc.tensor`` (the layers mixed by ``mix``) and
-the vector/similarity hooks (see ``doc_hooks``), and feeds ``spacy_elmo.ElmoListener.v1``
-layers in downstream components during training.
+It sets ``doc._.elmo`` (every layer, or with ``doc_layers = "mix"`` only the mixed vectors
+unless a listener needs the layers), ``doc.tensor`` (the layers mixed by ``mix``) and the
+vector/similarity hooks (see ``doc_hooks``), and feeds ``spacy_elmo.ElmoListener.v1`` layers
+in downstream components during training.
 """
 
 import os
@@ -26,7 +27,7 @@ from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
 from .bilm import load_bilm, save_bilm
-from .doc_hooks import check_mix, mix_width, set_vectors
+from .doc_hooks import check_doc_layers, check_mix, mix_width, set_vectors
 from .errors import ElmoError, ElmoWeightsError
 from .listener import ElmoListener, replace_listener_cfg
 from .thinc_model import ElmoSettings, ensure_bilm, get_settings, set_bilm, set_settings
@@ -54,6 +55,7 @@ DEFAULT_CONFIG = {
     "window_overlap": 50,
     "cache_tokens": 0,
     "precision": "fp32",
+    "doc_layers": "all",
     "model": {"@architectures": "spacy_elmo.ElmoModel.v1"},
 }
 
@@ -72,6 +74,7 @@ def make_elmo(
     window_overlap: int,
     cache_tokens: int,
     precision: str,
+    doc_layers: str = "all",
 ) -> "ElmoComponent":
     """ELMo contextual token vectors; see docs/component.md for every setting."""
     settings = ElmoSettings(
@@ -84,7 +87,7 @@ def make_elmo(
         cache_tokens=cache_tokens,
         precision=precision,
     )
-    return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp)
+    return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp, doc_layers=doc_layers)
 
 
 class ElmoComponent(TrainablePipe):
@@ -99,13 +102,15 @@ class ElmoComponent(TrainablePipe):
         settings: ElmoSettings,
         mix: str | Sequence[float] = "average",
         nlp: Language | None = None,
+        doc_layers: str = "all",
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
         self.mix = check_mix(mix)
+        self.doc_layers = check_doc_layers(doc_layers)
         self.listener_map: dict[str, list[Model]] = {}
-        self.cfg: dict[str, Any] = {"mix": self.mix, **settings.to_dict()}
+        self.cfg: dict[str, Any] = {"mix": self.mix, "doc_layers": self.doc_layers, **settings.to_dict()}
         set_settings(model, settings)
         model.attrs["replace_listener_cfg"] = partial(replace_listener_cfg, settings.to_dict())
         self._nlp = weakref.ref(nlp) if nlp is not None else None
@@ -200,9 +205,15 @@ class ElmoComponent(TrainablePipe):
         outputs = self.model.predict(docs)
         return [self.model.ops.to_numpy(layers) for layers in outputs]
 
+    @property
+    def keeps_layers(self) -> bool:
+        """Whether ``doc._.elmo`` gets every layer: ``doc_layers = "all"``, or a listener reads them."""
+        return self.doc_layers == "all" or bool(self.listener_map)
+
     def set_annotations(self, docs: Sequence[Doc], layers: Sequence[np.ndarray]) -> None:
+        keep_layers = self.keeps_layers
         for doc, doc_layers in zip(docs, layers, strict=True):
-            set_vectors(doc, doc_layers, self.mix)
+            set_vectors(doc, doc_layers, self.mix, keep_layers=keep_layers)
 
     # ---- training ----
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None) -> None:

@@ -22,7 +22,7 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, chain, with_array
 from thinc.types import Floats2d, Floats3d
 
-from .doc_hooks import DOC_EXTENSION
+from .doc_hooks import DOC_EXTENSION, stored_layers
 from .errors import ElmoError
 from .thinc_model import ElmoSettings, create_elmo_model
 
@@ -80,14 +80,15 @@ def _stored_layers(model: ElmoListener, docs: list[Doc]) -> list[Floats3d]:
     """Per-Doc layers from ``doc._.elmo``, computing the missing ones with the upstream component."""
     found: list[Floats3d | None] = []
     for doc in docs:
-        data = doc._.get(DOC_EXTENSION) if Doc.has_extension(DOC_EXTENSION) else None
-        found.append(model.ops.asarray3f(data["layers"]) if data is not None else None)
+        layers = stored_layers(doc)
+        found.append(model.ops.asarray3f(layers) if layers is not None else None)
     missing = [i for i, layers in enumerate(found) if layers is None]
     if missing:
         upstream = model.upstream
         if upstream is None:
             raise ElmoError(
-                f"Doc has no ELMo layers (doc._.{DOC_EXTENSION} is unset) and this listener is not linked to an elmo "
+                f"Doc has no ELMo layers (doc._.{DOC_EXTENSION} is unset, or holds only the mix of an elmo component "
+                "with doc_layers = 'mix') and this listener is not linked to an elmo "
                 f"component named '{model.upstream_name}': add the 'elmo' component before this one, or use the "
                 "inline architecture spacy_elmo.Elmo.v1"
             )
