@@ -528,10 +528,13 @@ def test_resume_restores_numpy_and_python_random_states_in_a_moved_run(
     np.random.seed(99)
     moved = tmp_path / "moved"
     output.rename(moved)  # a run resumes where it is now, not where its config.json says it was
+    with (moved / "log.jsonl").open("a") as log:
+        log.write('{"step": 11, "train_')  # an entry cut short by a kill
     pretrain(tiny_config(train, moved, max_steps=10), resume=True)  # nothing left to train: state as saved
     assert (random.random(), np.random.random()) == expected
     assert not output.exists()
     assert json.loads((moved / "config.json").read_text())["output_dir"] == str(moved)
+    assert [entry["step"] for entry in read_log(moved)] == [10]
 
 
 def test_non_empty_directory_of_something_else_is_refused(corpus: tuple[Path, Path], tmp_path: Path) -> None:

@@ -676,7 +676,14 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log entries written after the checkpoint being resumed (they will be written again)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill while it was appended
+        if entry["step"] <= step:
+            kept.append(line)
     atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8"))
 
 
