@@ -83,7 +83,8 @@ def exit_cleanly_on_sigterm() -> Iterator[None]:
         os.kill(os.getpid(), signal.SIGTERM)
         raise SystemExit(128 + signal.SIGTERM) from None  # only if SIGTERM is blocked
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler installed from C, which Python cannot reinstate; the default is the closest.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
