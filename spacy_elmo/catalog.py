@@ -174,7 +174,7 @@ class CatalogEntry:
 
 ALLENNLP_PAGE = "https://allennlp.org/elmo"
 ALLENNLP_LICENSE = "Apache-2.0 (AllenNLP)"
-BILLION_WORD = "1B Word Benchmark (about 800M tokens of news)"
+BILLION_WORD = "1B Word Benchmark (news, about 800M tokens)"
 
 
 def _allennlp_pair(folder: str, stem: str | None = None) -> tuple[Remote, Remote]:
@@ -226,7 +226,7 @@ CATALOG: dict[str, CatalogEntry] = {
             name="original-5.5b",
             description="AllenNLP's Original ELMo trained on 5.5B tokens; its best published English model",
             format=FORMAT_BILM_TF,
-            training_data="Wikipedia (1.9B tokens) + WMT 2008-2012 news crawl (3.6B tokens)",
+            training_data="Wikipedia 1.9B + WMT 2008-12 news 3.6B tokens",
             license=ALLENNLP_LICENSE,
             parameters=93_600_848,
             architecture=ORIGINAL,

@@ -274,6 +274,7 @@ def _verify_tree(root: Path, files: dict[str, Any]) -> bool:
 
 def unpacked(archive: Path, archive_sha256: str, entry: Path, source: str) -> Path:
     """``entry/unpacked``: ``archive``'s content, verified, re-extracted when damaged. Call inside ``locked``."""
+    entry.mkdir(parents=True, exist_ok=True)
     destination = entry / "unpacked"
     record_path = entry / "records" / "unpacked.json"
     record = _read_record(record_path)

@@ -494,7 +494,7 @@ def download_model(name: str, to: str | os.PathLike[str] | None = None, *, progr
     """
     entry = get_entry(name)
     if entry is None:
-        raise _fail(f"'{name}' is not a catalog model ({_names_hint()})")
+        raise ElmoWeightsError(f"'{name}' is not a catalog model ({_names_hint()})")
     model = fetch_entry(entry, progress=progress)
     if to is None:
         return model.directory
