@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ElmoOptionsError
+from .errors import ElmoOptionsError, ElmoWeightsError
 
 MIRROR_ENV = "SPACY_ELMO_MIRROR"
 FORMAT_BILM_TF = "bilm-tf"
@@ -42,8 +42,14 @@ HOSTS: dict[str, Host] = {
 
 def mirror_base() -> str | None:
     """``$SPACY_ELMO_MIRROR`` without a trailing slash, or None when unset."""
-    value = os.environ.get(MIRROR_ENV, "").strip()
-    return value.rstrip("/") or None
+    value = os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
+    if not value:
+        return None
+    if not value.lower().startswith(("http://", "https://", "file://")):
+        raise ElmoWeightsError(
+            f"{MIRROR_ENV}={value!r} must be a base URL: http://..., https://... or file:///path/to/mirror"
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,7 @@ def _extract(archive: Path, destination: Path, source: str) -> None:
         else:
             with tarfile.open(archive) as tarred:
                 for member in tarred.getmembers():
-                    if _unsafe(member.name) or (member.issym() or member.islnk()) and _unsafe(member.linkname):
+                    if _unsafe(member.name) or ((member.issym() or member.islnk()) and _unsafe(member.linkname)):
                         raise ElmoWeightsError(
                             f"archive {source} has an unsafe member path '{member.name}'; nothing unpacked"
                         )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -241,9 +242,7 @@ def check_weights_setting(
         return
     path = Path(text).expanduser()
     if not path.exists():
-        raise _fail(
-            f"'{text}' is not a model name, an existing directory or file, or an http(s) URL ({_names_hint()})"
-        )
+        raise _fail(f"'{text}' is not a model name, an existing directory or file, or an http(s) URL ({_names_hint()})")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(".json"):
@@ -292,7 +291,10 @@ def find_weight_pair(directory: Path, options_file: Path | None = None) -> Weigh
 
 
 def _sibling_options_names(weight_name: str) -> list[str]:
-    """Options file names to try beside a weight file: ``X_options.json`` for ``X_weights*.hdf5``, then ``options.json``."""
+    """Options file names to try beside a weight file.
+
+    ``X_options.json`` for ``X_weights*.hdf5`` (the published naming), then ``options.json``.
+    """
     stem, found, _ = weight_name.rpartition("_weights")
     names = [f"{stem}_options.json"] if found and stem else []
     return [*names, "options.json"]
@@ -307,7 +309,7 @@ def _model_in_tree(root: Path, source: str, entry: CatalogEntry | None = None) -
     return ModelFiles(FORMAT_BILM_TF, folders[0], pair.options_file, pair.weight_file, entry)
 
 
-def _architecture_check(entry: CatalogEntry, url: str):  # type: ignore[no-untyped-def]
+def _architecture_check(entry: CatalogEntry, url: str) -> Callable[[Path], None]:
     def check(path: Path) -> None:
         if entry.architecture is not None:
             entry.architecture.check(read_options(path), f"options of catalog model '{entry.name}' from {url}")
@@ -342,9 +344,7 @@ def fetch_entry(entry: CatalogEntry, *, progress: bool = True) -> ModelFiles:
                 progress=progress,
             )
             check(options_file)
-            weight_file = cached_file(
-                weights_remote.url(), files / weights_remote.name, key=key, progress=progress
-            )
+            weight_file = cached_file(weights_remote.url(), files / weights_remote.name, key=key, progress=progress)
         return ModelFiles(entry.format, files, options_file, weight_file, entry)
     assert entry.archive is not None
     root = cached_archive(entry.archive.url(), key=entry.archive.canonical_url, progress=progress)
@@ -521,4 +521,3 @@ def download_model(name: str, to: str | os.PathLike[str] | None = None, *, progr
 def describe_mirror() -> str:
     mirror = mirror_base()
     return f"{MIRROR_ENV}={mirror}" if mirror else f"{MIRROR_ENV} unset (publishers' servers)"
-

@@ -95,7 +95,8 @@ def test_catalog_entries_are_the_published_models() -> None:
     base = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
     small = CATALOG["small"]
     assert small.files is not None
-    assert [r.canonical_url for r in small.files] == [f"{base}/{FOLDER}/{OPTIONS_NAME}", f"{base}/{FOLDER}/{WEIGHTS_NAME}"]
+    expected = [f"{base}/{FOLDER}/{OPTIONS_NAME}", f"{base}/{FOLDER}/{WEIGHTS_NAME}"]
+    assert [r.canonical_url for r in small.files] == expected
     big = CATALOG["original-5.5b"].files
     assert big is not None and big[1].canonical_url == (
         f"{base}/2x4096_512_2048cnn_2xhighway_5.5B/elmo_2x4096_512_2048cnn_2xhighway_5.5B_weights.hdf5"
@@ -168,9 +169,7 @@ def test_n_characters_261_works_as_262(tmp_path: Path) -> None:
 
 
 def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -264,7 +263,7 @@ def test_bad_weights_fail_at_add_pipe(config: dict[str, str], message: str) -> N
 
 
 def test_network_failures_name_the_url_and_leave_nothing(mirror: Server, cache: Path) -> None:
-    options_url, weights_url = small_urls(mirror.base)
+    _, weights_url = small_urls(mirror.base)
     for code in (403, 404):
         mirror.status[f"/{FOLDER}/{WEIGHTS_NAME}"] = code
         with pytest.raises(ElmoDownloadError, match=rf"{WEIGHTS_NAME}: HTTP {code}.*SPACY_ELMO_MIRROR") as info:
@@ -283,9 +282,9 @@ def test_network_failures_name_the_url_and_leave_nothing(mirror: Server, cache: 
 def test_weights_url_without_options_beside_it(tmp_path: Path, cache: Path) -> None:
     (tmp_path / "served").mkdir()
     shutil.copy(FIXTURE_DIR / "lm_weights.hdf5", tmp_path / "served" / "model_weights.hdf5")
-    with serve(tmp_path / "served") as server:
-        with pytest.raises(ElmoWeightsError, match=r"no options file found next to .*model_options\.json.*'options'"):
-            resolve_weights(f"{server.base}/model_weights.hdf5")
+    message = r"no options file found next to .*model_options\.json.*'options'"
+    with serve(tmp_path / "served") as server, pytest.raises(ElmoWeightsError, match=message):
+        resolve_weights(f"{server.base}/model_weights.hdf5")
 
 
 def test_downloaded_options_must_match_the_catalog_architecture(
@@ -299,7 +298,8 @@ def test_downloaded_options_must_match_the_catalog_architecture(
     weights.rename(folder / WEIGHTS_NAME)
     with serve(tmp_path / "wrong") as server:
         monkeypatch.setenv("SPACY_ELMO_MIRROR", server.base)
-        with pytest.raises(ElmoOptionsError, match=r"not the published architecture \(lstm\.dim is 2048, expected 1024"):
+        message = r"not the published architecture \(lstm\.dim is 2048, expected 1024"
+        with pytest.raises(ElmoOptionsError, match=message):
             resolve_weights("small")
         assert f"/{FOLDER}/{WEIGHTS_NAME}" not in server.requests
     assert not list(cache.rglob("*.json"))
@@ -321,6 +321,7 @@ def test_corrupted_cached_copy_is_fetched_again(mirror: Server, expected_tensor:
     assert mirror.requests == [f"/{FOLDER}/{WEIGHTS_NAME}"]
 
 
+@pytest.mark.slow
 def test_killed_download_leaves_nothing_usable(mirror_dir: Path, cache: Path, expected_tensor: np.ndarray) -> None:
     env = {**os.environ, "SPACY_ELMO_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     with serve(mirror_dir) as server:
@@ -423,7 +424,7 @@ def test_concurrent_first_loads_download_once(tmp_path: Path, cache: Path) -> No
         def load() -> None:
             try:
                 results.append(resolve_weights(url))
-            except BaseException as err:  # noqa: BLE001  (reported below)
+            except BaseException as err:
                 results.append(err)
 
         threads = [threading.Thread(target=load) for _ in range(4)]
@@ -467,3 +468,13 @@ def test_saved_pipeline_loads_after_its_weights_are_gone(mirror: Server, tmp_pat
     np.testing.assert_array_equal(spacy.load(tmp_path / "p")(TEXT).tensor, expected)
     with pytest.raises(ElmoError, match="is not a model name"):
         make_nlp(weights)
+
+
+def test_file_mirror_and_a_bad_mirror_value(
+    mirror_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, expected_tensor: np.ndarray
+) -> None:
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror_dir.as_uri())
+    np.testing.assert_array_equal(make_nlp("small")(TEXT).tensor, expected_tensor)
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "mirror.example.org/elmo")
+    with pytest.raises(ElmoWeightsError, match=r"SPACY_ELMO_MIRROR='mirror\.example\.org/elmo' must be a base URL"):
+        resolve_weights("medium")

@@ -79,7 +79,7 @@ def test_directory_errors(tmp_path: Path) -> None:
         resolve_weights(str(directory))
     with pytest.raises(ElmoWeightsError, match="is an options file; give the weight file"):
         resolve_weights(str(directory / "options.json"))
-    with pytest.raises(ElmoWeightsError, match="is a file, but not a .hdf5 weight file or an archive"):
+    with pytest.raises(ElmoWeightsError, match=r"is a file, but not a \.hdf5 weight file or an archive"):
         resolve_weights(str(FIXTURE_DIR / "NOTICE"))
     with pytest.raises(ElmoWeightsError, match=r"not a model name.*catalog models: small, medium, original"):
         resolve_weights("en_elmo_huge")
