@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple

@@ -135,7 +135,8 @@ def test_corrupted_cache_is_downloaded_again(server: tuple[str, Path], cache: Pa
     files = resolve_weights(f"{base}/lm_weights.hdf5")
     files.weight_file.write_bytes(b"damaged")
     QuietHandler.requests = []
-    files = resolve_weights(f"{base}/lm_weights.hdf5")
+    with pytest.warns(UserWarning, match=r"cached copy of .*/lm_weights\.hdf5 was damaged; fetched again"):
+        files = resolve_weights(f"{base}/lm_weights.hdf5")
     assert "/lm_weights.hdf5" in QuietHandler.requests
     assert files.weight_file.read_bytes() == (FIXTURE_DIR / "lm_weights.hdf5").read_bytes()
 
