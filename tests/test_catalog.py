@@ -456,7 +456,7 @@ def test_unsafe_member_paths_are_refused(tmp_path: Path, cache: Path, kind: str,
     assert not (tmp_path / "escape").exists()
 
 
-def test_saved_pipeline_loads_after_its_weights_are_gone(mirror: Server, tmp_path: Path) -> None:
+def test_saved_pipeline_loads_after_its_weights_are_gone(tmp_path: Path) -> None:
     """Early checks skip local paths when spaCy builds from a config: the saved weights are used."""
     import spacy
 
