@@ -478,3 +478,20 @@ def test_file_mirror_and_a_bad_mirror_value(
     monkeypatch.setenv("SPACY_ELMO_MIRROR", "mirror.example.org/elmo")
     with pytest.raises(ElmoWeightsError, match=r"SPACY_ELMO_MIRROR='mirror\.example\.org/elmo' must be a base URL"):
         resolve_weights("medium")
+
+
+def test_a_training_config_names_the_model(mirror: Server, expected_tensor: np.ndarray) -> None:
+    """``--paths.elmo small``: built from a config (as ``spacy train`` does), fetched at ``initialize``."""
+    import spacy
+    from spacy.util import load_model_from_config
+
+    blank = spacy.blank("en")
+    blank.add_pipe("elmo")
+    config = blank.config.copy()
+    config["paths"] = {"elmo": "small"}
+    config["components"]["elmo"]["weights"] = "${paths.elmo}"
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.get_pipe("elmo").cfg["weights"] == "small" and mirror.requests == []
+    nlp.initialize()
+    assert sorted(set(mirror.requests)) == [f"/{FOLDER}/{OPTIONS_NAME}", f"/{FOLDER}/{WEIGHTS_NAME}"]
+    np.testing.assert_array_equal(nlp(TEXT).tensor, expected_tensor)
