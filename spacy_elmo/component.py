@@ -30,7 +30,7 @@ from .bilm import load_bilm, save_bilm
 from .doc_hooks import check_doc_layers, check_mix, mix_width, set_vectors
 from .errors import ElmoError, ElmoWeightsError
 from .listener import ElmoListener, replace_listener_cfg
-from .thinc_model import ElmoSettings, ensure_bilm, get_settings, set_bilm, set_settings
+from .thinc_model import ElmoSettings, check_settings_source, ensure_bilm, get_settings, set_bilm, set_settings
 
 CFG_FILE = "cfg"
 OPTIONS_FILE = "options.json"
@@ -56,6 +56,7 @@ DEFAULT_CONFIG = {
     "cache_tokens": 0,
     "precision": "fp32",
     "doc_layers": "all",
+    "options": None,
     "model": {"@architectures": "spacy_elmo.ElmoModel.v1"},
 }
 
@@ -75,6 +76,7 @@ def make_elmo(
     cache_tokens: int,
     precision: str,
     doc_layers: str = "all",
+    options: str | None = None,
 ) -> "ElmoComponent":
     """ELMo contextual token vectors; see docs/component.md for every setting."""
     settings = ElmoSettings(
@@ -86,7 +88,9 @@ def make_elmo(
         window_overlap=window_overlap,
         cache_tokens=cache_tokens,
         precision=precision,
+        options=None if options is None else str(options),
     )
+    check_settings_source(settings)
     return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp, doc_layers=doc_layers)
 
 

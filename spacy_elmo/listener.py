@@ -24,7 +24,7 @@ from thinc.types import Floats2d, Floats3d
 
 from .doc_hooks import DOC_EXTENSION, stored_layers
 from .errors import ElmoError
-from .thinc_model import ElmoSettings, create_elmo_model
+from .thinc_model import ElmoSettings, check_settings_source, create_elmo_model
 
 
 class ElmoListener(Model):
@@ -217,6 +217,7 @@ def build_inline_elmo(
     window_overlap: int = 50,
     cache_tokens: int = 0,
     precision: str = "fp32",
+    options: str | None = None,
 ) -> Model[list[Doc], list[Floats2d]]:
     """A biLM of its own plus the listener head: what ``ElmoListener.v1`` computes, without the component.
 
@@ -231,7 +232,9 @@ def build_inline_elmo(
         window_overlap=window_overlap,
         cache_tokens=cache_tokens,
         precision=precision,
+        options=options,
     )
+    check_settings_source(settings)
     bilm = create_elmo_model(settings)
     model = chain(bilm, build_elmo_head(width))
     if width is not None:
