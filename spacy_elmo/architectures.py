@@ -21,7 +21,7 @@ from thinc.layers.chain import init as chain_init
 from thinc.types import Floats2d, Floats3d
 
 from .errors import ElmoError
-from .layers.bilm_model import BiLMSettings, configure, elmo_bilm_model
+from .layers.bilm_model import BiLMSettings, check_source, configure, elmo_bilm_model
 from .layers.listener import ElmoListener
 from .layers.scalar_mix import LAYER_NAME as SCALAR_MIX_NAME
 from .layers.scalar_mix import elmo_scalar_mix
@@ -42,6 +42,7 @@ def configure_doc_units(window_size: int = 200, window_overlap: int = 50) -> Doc
 @registry.architectures(ELMO_MODEL_V2)
 def build_elmo_model_v2(
     weights: str | None = None,
+    options: str | None = None,
     get_units: UnitSplitter | None = None,
     state: str = "reset",
     precision: str = "fp32",
@@ -50,7 +51,8 @@ def build_elmo_model_v2(
 ) -> Model[list[Doc], list[Floats3d]]:
     """The biLM over Docs. Output per Doc: ``(n_layers + 1, n_tokens, 2P)``.
 
-    ``weights``: a bundled model name, a directory or a URL (null: the bundled default).
+    ``weights``: a catalog or bundled model name, a directory, a weight file, an archive or a URL (null:
+    the bundled default). ``options``: the options file's path or URL when ``weights`` is a weight file.
     ``get_units``: the unit splitter (null: ``spacy-elmo.doc_units.v1`` with its defaults).
     ``state``: ``reset`` or ``stateful``. ``precision``: ``fp32`` (exact), ``bf16`` or ``int8``.
     ``max_batch_tokens``: padded tokens per biLM batch. ``cache_tokens``: tokens of unit outputs a
@@ -58,6 +60,7 @@ def build_elmo_model_v2(
     """
     settings = BiLMSettings(
         weights=weights,
+        options=options,
         get_units=configure_doc_units() if get_units is None else get_units,
         state=state,
         precision=precision,
@@ -129,7 +132,7 @@ def build_inline_elmo_v2(
     What ``ElmoListener.v2`` computes, without the component; also usable as ``spacy.Tok2Vec.v2``'s
     ``embed``. ``frozen``: no gradient into the biLM.
     """
-    configure(model, frozen=frozen)
+    check_source(configure(model, frozen=frozen))
     return _with_head(model, width, declare_width=True)
 
 
@@ -144,17 +147,19 @@ def build_inline_elmo(
     window_overlap: int = 50,
     cache_tokens: int = 0,
     precision: str = "fp32",
+    options: str | None = None,
 ) -> Model[list[Doc], list[Floats2d]]:
     """The first release's inline biLM + head, every setting flat (as v2 with an ``ElmoModel.v2`` block)."""
     bilm = build_elmo_model_v2(
         weights=weights,
+        options=options,
         get_units=configure_doc_units(window_size, window_overlap),
         state=state,
         precision=precision,
         max_batch_tokens=max_batch_tokens,
         cache_tokens=cache_tokens,
     )
-    configure(bilm, frozen=frozen)
+    check_source(configure(bilm, frozen=frozen))
     return _with_head(bilm, width, declare_width=False)
 
 
@@ -172,6 +177,7 @@ def model_config(settings: BiLMSettings, model_cfg: dict[str, Any]) -> dict[str,
     return {
         "@architectures": ELMO_MODEL_V2,
         "weights": settings.weights,
+        "options": settings.options,
         "get_units": {"@misc": DOC_UNITS_V1, "window_size": units.window_size, "window_overlap": units.window_overlap},
         "state": settings.state,
         "precision": settings.precision,

@@ -1,11 +1,12 @@
 """The ``elmo`` pipeline component: runs its model (the biLM over Docs) and attaches contextual vectors.
 
-It sets ``doc._.elmo`` (every layer) and, with ``set_vectors``, ``doc.tensor`` (the layers mixed
-by ``mix``) and the vector/similarity hooks (see ``doc_hooks``); during training it feeds the
+It sets ``doc._.elmo`` (every layer, or with ``doc_layers = "mix"`` only the mixed vectors unless a
+listener needs the layers) and, with ``set_vectors``, ``doc.tensor`` (the layers mixed by ``mix``)
+and the vector/similarity hooks (see ``doc_hooks``); during training it feeds the
 ``spacy-elmo.ElmoListener.v2`` layers of downstream components.
 
-Its settings are its own: ``mix``, ``frozen``, ``set_vectors``. The model's (which weights,
-units, state, precision, batching, cache) are the arguments of ``[components.elmo.model]``
+Its settings are its own: ``mix``, ``frozen``, ``set_vectors``, ``doc_layers``. The model's (which
+weights, units, state, precision, batching, cache) are the arguments of ``[components.elmo.model]``
 (``spacy-elmo.ElmoModel.v2``). The first release's shape, every setting at the component
 level with ``spacy_elmo.ElmoModel.v1``, still works and is passed on to the model.
 """
@@ -32,15 +33,16 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
-from . import doc_hooks
 from .architectures import ELMO_MODEL_V2, configure_doc_units, replace_listener_cfg
 from .bilm import ElmoBiLM
+from .doc_hooks import annotate, check_doc_layers
 from .errors import ElmoError, ElmoWeightsError
 from .layers.bilm_model import (
     OPTIONS_FILE,
     WEIGHTS_FILE,
     bilm_from_files,
     bilm_to_files,
+    check_source,
     configure,
     ensure_bilm,
     get_settings,
@@ -56,7 +58,7 @@ CFG_FILE = "cfg"
 # What cfg records about the saved biLM (read back by from_disk/from_bytes and checked against it).
 CFG_KEYS = ("n_layers", "width")
 # First-release settings accepted at the component level, passed on to the model.
-MODEL_SETTINGS = ("weights", "state", "max_batch_tokens", "cache_tokens", "precision")
+MODEL_SETTINGS = ("weights", "options", "state", "max_batch_tokens", "cache_tokens", "precision")
 UNIT_SETTINGS = ("window_size", "window_overlap")
 
 
@@ -72,6 +74,7 @@ DEFAULT_CONFIG = {
     "mix": "average",
     "frozen": True,
     "set_vectors": True,
+    "doc_layers": "all",
     "model": {"@architectures": ELMO_MODEL_V2, "get_units": {"@misc": "spacy-elmo.doc_units.v1"}},
 }
 
@@ -84,7 +87,9 @@ def make_elmo(
     mix: str | list[float],
     frozen: bool,
     set_vectors: bool,
+    doc_layers: str,
     weights: str | None = None,
+    options: str | None = None,
     state: str | None = None,
     max_batch_tokens: int | None = None,
     window_size: int | None = None,
@@ -94,11 +99,12 @@ def make_elmo(
 ) -> ElmoComponent:
     """ELMo contextual token vectors; see docs/component.md for every setting.
 
-    ``weights`` ... ``precision`` are the first release's component-level settings (null: unset).
+    ``weights`` ... ``options`` are the first release's component-level settings (null: unset).
     Given, they configure the model as its own arguments would, with a DeprecationWarning.
     """
     legacy = {
         "weights": weights,
+        "options": options,
         "state": state,
         "max_batch_tokens": max_batch_tokens,
         "window_size": window_size,
@@ -116,7 +122,8 @@ def make_elmo(
             stacklevel=2,
         )
         apply_legacy_settings(model, legacy)
-    return ElmoComponent(nlp.vocab, model, name, mix=mix, frozen=frozen, set_vectors=set_vectors)
+    check_source(get_settings(model))
+    return ElmoComponent(nlp.vocab, model, name, mix=mix, frozen=frozen, set_vectors=set_vectors, doc_layers=doc_layers)
 
 
 def apply_legacy_settings(model: Model, legacy: dict[str, Any]) -> None:
@@ -144,6 +151,7 @@ class ElmoComponent(TrainablePipe):
         mix: str | Sequence[float],
         frozen: bool,
         set_vectors: bool,
+        doc_layers: str,
     ) -> None:
         """The settings' defaults are the factory's (``DEFAULT_CONFIG``)."""
         if not isinstance(set_vectors, bool):
@@ -153,6 +161,7 @@ class ElmoComponent(TrainablePipe):
         self.name = name
         self.mix = check_mix(mix)
         self.set_vectors = set_vectors
+        self.doc_layers = check_doc_layers(doc_layers)
         configure(model, frozen=frozen)  # checks it; the model builds no graph when frozen
         self.frozen = frozen
         self.cfg: dict[str, Any] = {}
@@ -244,12 +253,15 @@ class ElmoComponent(TrainablePipe):
         outputs = self.model.predict(docs)
         return [self.model.ops.to_numpy(layers) for layers in outputs]
 
+    @property
+    def keeps_layers(self) -> bool:
+        """Whether ``doc._.elmo`` gets every layer: ``doc_layers = "all"``, or a listener reads them."""
+        return self.doc_layers == "all" or bool(self.listener_map)
+
     def set_annotations(self, docs: Sequence[Doc], layers: Sequence[np.ndarray]) -> None:
+        keep_layers = self.keeps_layers
         for doc, doc_layers in zip(docs, layers, strict=True):
-            if self.set_vectors:
-                doc_hooks.set_vectors(doc, doc_layers, self.mix)
-            else:
-                doc_hooks.store_layers(doc, doc_layers, self.mix)
+            annotate(doc, doc_layers, self.mix, keep_layers=keep_layers, set_vectors=self.set_vectors)
 
     # ---- training ----
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None) -> None:

@@ -31,7 +31,7 @@ def copy_fixture_weights(directory: Path) -> Path:
     return directory
 
 
-COMPONENT_SETTINGS = ("mix", "frozen", "set_vectors")
+COMPONENT_SETTINGS = ("mix", "frozen", "set_vectors", "doc_layers")
 UNIT_SETTINGS = ("window_size", "window_overlap")
 
 

@@ -14,7 +14,7 @@ from spacy.util import load_config, load_model_from_config
 from spacy_elmo.layers.bilm_model import get_settings
 from spacy_elmo.layers.units import DocUnits
 
-from .elmo_helpers import copy_fixture_weights, elmo_config
+from .elmo_helpers import copy_fixture_weights, elmo_config, weights_dir_fixture  # noqa: F401  (pytest fixture)
 
 FIRST_RELEASE = Path(__file__).parent / "fixtures" / "first_release"
 TEXT = "Angela Merkel visited Paris ."
@@ -57,10 +57,10 @@ def test_a_pipeline_saved_by_the_first_release_loads_with_its_settings(tmp_path:
     assert doc.ents == ()  # the ner ran on the listener
 
 
-def test_bytes_written_by_the_first_release_load() -> None:
+def test_bytes_written_by_the_first_release_load(weights_dir: Path) -> None:
     nlp = spacy.blank("en")
     units = {"@misc": "spacy-elmo.doc_units.v1", "window_size": 100, "window_overlap": 10}
-    config = elmo_config("/gone/elmo", mix="top", precision="int8", get_units=units)
+    config = elmo_config(weights_dir, mix="top", precision="int8", get_units=units)
     nlp.add_pipe("elmo", config=config)
     nlp.get_pipe("elmo").from_bytes((FIRST_RELEASE / "elmo.bytes").read_bytes())
     np.testing.assert_allclose(nlp(TEXT).tensor, np.load(FIRST_RELEASE / "expected_tensor.npy"), atol=1e-6)

@@ -21,6 +21,7 @@ runs only the units it has not seen.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 import weakref
 from collections.abc import Callable, Sequence
@@ -35,12 +36,13 @@ from spacy.tokens import Doc
 from thinc.api import Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from thinc.types import Floats3d
 
-from ..bilm import ElmoBiLM, ElmoOptions, load_bilm, save_bilm
+from ..bilm import ElmoBiLM, ElmoOptions, save_bilm
 from ..bilm.chars import batch_to_char_ids
 from ..bilm.cpu_matmul import PRECISIONS, check_precision
 from ..bilm.model import check_state_mode
 from ..errors import ElmoError, ElmoWeightsError
-from ..weights_source import find_weight_pair, resolve_weights
+from ..loading import load_model_files
+from ..weights_source import check_weights_setting, model_in_directory, resolve_model
 from .layer_cache import LayerCache
 from .units import Unit, UnitSplitter, pack_batches
 
@@ -57,6 +59,7 @@ class BiLMSettings:
     """
 
     weights: str | None
+    options: str | None
     get_units: UnitSplitter
     state: str
     precision: str
@@ -65,8 +68,10 @@ class BiLMSettings:
     frozen: bool = True
 
     def __post_init__(self) -> None:
-        if self.weights is not None and not isinstance(self.weights, str):
-            object.__setattr__(self, "weights", str(self.weights))
+        for name in ("weights", "options"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
         try:
             check_state_mode(self.state)
         except ValueError:
@@ -119,6 +124,28 @@ def elmo_bilm_model(settings: BiLMSettings) -> Model[list[Doc], list[Floats3d]]:
     )
 
 
+def building_from_config() -> bool:
+    """Whether spaCy is building a pipeline from a config (``spacy.load``, ``spacy train``, ``from_config``).
+
+    Then the weights may have been saved with the pipeline and the original files be gone, so
+    ``check_source`` skips the checks of local paths (loading them at ``initialize`` still needs them).
+    """
+    from spacy.language import Language
+
+    code = Language.from_config.__func__.__code__  # type: ignore[attr-defined]
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def check_source(settings: BiLMSettings) -> None:
+    """Refuse a bad ``weights``/``options`` value when the model's owner is built (nothing is downloaded or read)."""
+    check_weights_setting(settings.weights, settings.options, check_paths=not building_from_config())
+
+
 def get_settings(model: Model) -> BiLMSettings:
     return model.attrs["settings"]
 
@@ -163,8 +190,8 @@ def ensure_bilm(model: Model) -> ElmoBiLM:
     bilm = get_bilm(model)
     if bilm is None:
         settings = get_settings(model)
-        files = resolve_weights(settings.weights)
-        bilm = load_bilm(files.options_file, files.weight_file, state=settings.state)  # type: ignore[arg-type]
+        files = resolve_model(settings.weights, settings.options)
+        bilm = load_model_files(files, state=settings.state)  # type: ignore[arg-type]
         return install_bilm(model, bilm)
     installed = model.attrs["runtime"].installed
     if installed is None or installed() is not bilm:
@@ -186,8 +213,7 @@ def elmo_init(model: Model, X: list[Doc] | None = None, Y: Any = None) -> Model:
 # ---- the biLM's files: the one format on disk and in bytes ----
 def read_bilm_dir(directory: str | Path) -> ElmoBiLM:
     """Load the biLM a saved directory holds (``options.json`` + one ``.hdf5``), on the CPU."""
-    files = find_weight_pair(Path(directory))
-    return load_bilm(files.options_file, files.weight_file)
+    return load_model_files(model_in_directory(Path(directory)))
 
 
 def write_bilm_dir(bilm: ElmoBiLM, directory: str | Path) -> None:
