@@ -87,6 +87,14 @@ def test_no_import_cycle() -> None:
     assert find_cycle(import_graph()) is None
 
 
+def test_command_modules_do_not_import_each_other() -> None:
+    graph = import_graph()
+    commands = [m for m in graph if m.startswith("spacy_elmo.cli.")]
+    assert sorted(commands) == ["spacy_elmo.cli.embed", "spacy_elmo.cli.models", "spacy_elmo.cli.pretrain"]
+    for module in commands:
+        assert not {t for t in graph[module] if t == "spacy_elmo.cli" or t.startswith("spacy_elmo.cli.")}, module
+
+
 def test_the_pytorch_model_knows_nothing_of_spacy() -> None:
     graph = import_graph()
     for module, targets in graph.items():

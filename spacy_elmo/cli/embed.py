@@ -1,18 +1,18 @@
-"""Command line: ``python -m spacy_elmo COMMAND ...``."""
+"""``embed INPUT OUTPUT``: a whitespace-tokenized text file into HDF5, as AllenNLP's ``elmo`` command."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from typing import Any
 
-from .bilm.cpu_matmul import PRECISIONS
-from .bilm.model import STATE_MODES
-from .errors import ElmoError
-from .pretrain.cli import add_evaluate_parser, add_export_parser, add_pretrain_parser
+from ..bilm.cpu_matmul import PRECISIONS
+from ..bilm.model import STATE_MODES
+from ..errors import ElmoError
 
 
-def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_embed_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``embed`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
         "embed",
         help="embed a whitespace-tokenized text file into HDF5",
@@ -57,12 +57,13 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
         "AVX512-BF16 or AMX (see bench/RESULTS.md)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run_embed)
+    parser.set_defaults(func=run_embed)
+    return parser
 
 
-def _run_embed(args: argparse.Namespace) -> int:
-    from .embed_file import check_output_path, embed_file, exit_cleanly_on_sigterm
-    from .loading import load_bilm
+def run_embed(args: argparse.Namespace) -> int:
+    from ..embed_file import check_output_path, embed_file, exit_cleanly_on_sigterm
+    from ..loading import load_bilm
 
     if args.batch_size < 1:
         raise ElmoError(f"--batch-size must be at least 1, found {args.batch_size}")
@@ -91,75 +92,3 @@ def _run_embed(args: argparse.Namespace) -> int:
         )
     print(f"wrote {count} sentences to {args.output}", file=sys.stderr)
     return 0
-
-
-def _add_download_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "download",
-        help="download a published model (see `models`) into the cache",
-        description=(
-            "Download catalog model NAME once into the cache ($SPACY_ELMO_CACHE, else ~/.cache/spacy_elmo), from its "
-            "publisher or $SPACY_ELMO_MIRROR; verify it and print the directory holding its files."
-        ),
-    )
-    parser.add_argument("name", help="catalog name, e.g. original")
-    parser.add_argument("--to", help="also copy the files into this directory (a directory 'weights' accepts)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run_download)
-
-
-def _run_download(args: argparse.Namespace) -> int:
-    from .weights_source import download_model
-
-    print(download_model(args.name, args.to, progress=not args.quiet))
-    return 0
-
-
-def _add_models_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "models", help="list the published models by name, and which are cached", description=_run_models.__doc__
-    )
-    parser.set_defaults(func=_run_models)
-
-
-def _run_models(args: argparse.Namespace) -> int:
-    """List the catalog of published models (usable by name in 'weights') and what is in the cache."""
-    from .catalog import CATALOG
-    from .weights_source import bundled_models, cache_dir, cached_entry_dir, describe_mirror
-
-    print(f"{'name':<14} {'params':>7} {'size':>8}  {'trained on':<48} cached")
-    for entry in CATALOG.values():
-        params = f"{entry.parameters / 1e6:.1f}M" if entry.parameters else "?"
-        size = entry.approximate_size
-        # "~": 4 bytes a parameter, where no size is on record
-        size_text = "?" if size is None else f"{'' if entry.size_bytes else '~'}{size / 1e6:.0f} MB"
-        cached = cached_entry_dir(entry)
-        print(f"{entry.name:<14} {params:>7} {size_text:>8}  {entry.training_data[:48]:<48} {cached or '-'}")
-    print(f"bundled: {', '.join(bundled_models()) or 'none'}")
-    print(f"cache: {cache_dir()}; {describe_mirror()}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m spacy_elmo", description="ELMo for spaCy")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_embed_parser(subparsers)
-    _add_download_parser(subparsers)
-    _add_models_parser(subparsers)
-    add_pretrain_parser(subparsers)
-    add_export_parser(subparsers)
-    add_evaluate_parser(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ElmoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

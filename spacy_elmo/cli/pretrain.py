@@ -2,7 +2,8 @@
 ``evaluate-pretrained OUTPUT_DIR TEXT``.
 
 ``spacy_elmo.cli`` (``python -m spacy_elmo``, the ``spacy-elmo`` script) wires ``add_pretrain_parser``,
-``add_export_parser`` and ``add_evaluate_parser`` in; this module imports nothing of it.
+``add_export_parser`` and ``add_evaluate_parser`` in. The training itself is ``spacy_elmo.pretrain``,
+imported when a command runs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..pretrain.presets import PRESETS
 from ..text_lines import ENCODING_ERRORS
-from .presets import PRESETS
 
 
 def add_pretrain_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -174,7 +175,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from .train import PretrainConfig, pretrain
+    from ..pretrain.train import PretrainConfig, pretrain
 
     overrides = {
         "max_steps": args.max_steps,
@@ -215,7 +216,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .train import export_checkpoint
+    from ..pretrain.train import export_checkpoint
 
     options_file, weight_file = export_checkpoint(args.output_dir, args.to)
     print(f"exported {options_file} and {weight_file}")
@@ -225,7 +226,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import evaluate_text
+    from ..pretrain.train import evaluate_text
 
     if args.threads:
         torch.set_num_threads(args.threads)
