@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .bilm.weights import atomic_write
 from .errors import ElmoDownloadError, ElmoWeightsError
 
 CACHE_ENV = "SPACY_ELMO_CACHE"
@@ -97,11 +98,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 def _write_record(path: Path, data: dict[str, Any]) -> None:
     """Write via a temporary file and rename: readers never see half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp_name, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding="utf-8"))
 
 
 def _fail(message: str, url: str, status: int | None = None) -> ElmoDownloadError:
@@ -322,12 +319,5 @@ def copy_tree_atomic(files: list[Path], destination: Path) -> Path:
     """Copy ``files`` into ``destination`` (created); each appears complete or not at all."""
     destination.mkdir(parents=True, exist_ok=True)
     for source in files:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{source.name}.", suffix=".part", dir=destination)
-        os.close(fd)
-        try:
-            shutil.copyfile(source, tmp_name)
-            os.replace(tmp_name, destination / source.name)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        atomic_write(destination / source.name, lambda tmp, source=source: shutil.copyfile(source, tmp))
     return destination

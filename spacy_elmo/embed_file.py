@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .bilm.model import ElmoBiLM
 from .bilm.weights import atomic_write, remove_stale_temp_files
 from .errors import ElmoError
+from .mixing import mix_layers
 from .text_lines import TextEncodingError, iter_text_lines
 
 LayerChoice = Literal["all", "top", "average"]
@@ -92,12 +93,11 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def select_layers(layers: np.ndarray, choice: LayerChoice) -> np.ndarray:
-    """``(L, n, D)`` to ``(L, n, D)`` for ``all``, ``(n, D)`` for ``top`` and ``average``."""
+    """``(L, n, D)`` to ``(L, n, D)`` for ``all``, ``(n, D)`` for ``top`` and ``average`` (``mixing.mix_layers``,
+    as the component's ``mix``)."""
     if choice == "all":
         return layers
-    if choice == "top":
-        return layers[-1]
-    return layers.mean(axis=0, dtype=np.float32)
+    return mix_layers(layers, choice)
 
 
 def _batches(n_sentences: int, model: ElmoBiLM, batch_size: int) -> Iterator[tuple[int, int]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from ..bilm.chars import BOS_TOKEN, EOS_TOKEN, MAX_WORD_LENGTH, word_to_char_ids
+from ..bilm.weights import atomic_write
 from ..errors import ElmoError
 from ..text_lines import EncodingErrors, TextEncodingError, iter_text_lines
 
@@ -176,9 +176,8 @@ def tokenize_corpus(
 
     def flush() -> None:
         name = f"shard-{len(shards):05d}.txt"
-        tmp = directory / f".{name}.tmp"
-        tmp.write_text("\n".join(buffer) + "\n", encoding="utf-8")
-        os.replace(tmp, directory / name)
+        text = "\n".join(buffer) + "\n"
+        atomic_write(directory / name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         shards.append(name)
         buffer.clear()
 
@@ -205,9 +204,7 @@ def tokenize_corpus(
         "n_tokens": n_tokens,
         "counts": dict(counts),
     }
-    tmp = directory / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest), encoding="utf-8")
-    os.replace(tmp, manifest_path)
+    atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest), encoding="utf-8"))
     return TokenizedCorpus(tuple(directory / name for name in shards), n_sentences, n_tokens, dict(counts))
 
 
@@ -243,10 +240,8 @@ class Vocabulary:
         return [get(token, UNK_ID) for token in tokens]
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("\n".join(self.tokens) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        text = "\n".join(self.tokens) + "\n"
+        atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
