@@ -18,7 +18,7 @@ from spacy.util import load_model_from_config
 from spacy_elmo import ElmoError, restore_vectors
 from spacy_elmo.bilm import read_options
 from spacy_elmo.bilm.weights import read_weight_arrays
-from spacy_elmo.layers.bilm_model import get_bilm, get_settings
+from spacy_elmo.layers.bilm_model import bilm_from_files, get_bilm, get_settings
 
 from .elmo_helpers import (  # noqa: F401  (pytest fixtures)
     LAYER_WIDTH,
@@ -270,3 +270,9 @@ def test_restore_rejects_vectors_of_another_doc(weights_dir: Path) -> None:
     other._.elmo = doc._.elmo
     with pytest.raises(ElmoError, match=r"holds vectors of shape \(7, 32\) for a Doc of 8 tokens"):
         restore_vectors(other)
+
+
+@pytest.mark.parametrize("name", ["../x.json", "/etc/x", ".hidden", "a/../../b"])
+def test_serialized_file_names_stay_inside(name: str) -> None:
+    with pytest.raises(ElmoError, match="bad file name"):
+        bilm_from_files({name: b"{}"})

@@ -26,7 +26,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -222,19 +222,29 @@ def write_bilm_dir(bilm: ElmoBiLM, directory: str | Path) -> None:
 
 
 def bilm_to_files(bilm: ElmoBiLM) -> dict[str, bytes]:
-    """The files ``write_bilm_dir`` writes, by name."""
+    """The files ``write_bilm_dir`` writes, by their path relative to the directory (``/``-separated)."""
     with tempfile.TemporaryDirectory(prefix="spacy_elmo.") as tmp:
         write_bilm_dir(bilm, tmp)
-        return {path.name: path.read_bytes() for path in sorted(Path(tmp).iterdir())}
+        root = Path(tmp)
+        return {
+            path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()
+        }
 
 
 def bilm_from_files(files: dict[str, bytes]) -> ElmoBiLM:
     """The biLM of ``bilm_to_files``'s output."""
     with tempfile.TemporaryDirectory(prefix="spacy_elmo.") as tmp:
         for name, data in files.items():
-            if Path(name).name != name or name.startswith("."):
+            parts = PurePosixPath(name).parts
+            if (
+                not parts
+                or name.startswith("/")
+                or any(part in ("", ".", "..") or part.startswith(".") for part in parts)
+            ):
                 raise ElmoWeightsError(f"serialized ELMo model: bad file name {name!r}")
-            (Path(tmp) / name).write_bytes(data)
+            target = Path(tmp, *parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         return read_bilm_dir(tmp)
 
 
