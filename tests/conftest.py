@@ -1,3 +1,6 @@
+"""Fixtures shared by every test directory (bilm, layers, pipeline, sources, cli, pretrain, project) and the
+fixture model's paths and helpers that write model files."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +11,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from spacy.language import Language
 
 from spacy_elmo.bilm.model import ElmoBiLM
 from spacy_elmo.bilm.options import ElmoOptions
 from spacy_elmo.bilm.weights import save_bilm
+
+from .elmo_helpers import copy_fixture_weights, make_nlp
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "elmo"
 OPTIONS_FILE = FIXTURE_DIR / "options.json"
@@ -78,3 +84,15 @@ def random_model_files(directory: Path, options: dict, seed: int = 0) -> tuple[P
             parameter.add_(torch.randn_like(parameter) * 0.3)
         model.token_encoder.cnn.embedding.weight[0].zero_()
     return save_bilm(model, directory)
+
+
+@pytest.fixture(scope="session", name="weights_dir")
+def weights_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture biLM as a ``weights`` directory."""
+    return copy_fixture_weights(tmp_path_factory.mktemp("elmo_weights"))
+
+
+@pytest.fixture(name="nlp")
+def nlp_fixture(weights_dir: Path) -> Language:
+    """A blank English pipeline with an ``elmo`` component on the fixture biLM."""
+    return make_nlp(weights_dir)

@@ -1,15 +1,10 @@
-"""Helpers and fixtures shared by the spaCy component tests.
-
-Test modules import the fixtures by their function names (``weights_dir_fixture``,
-``nlp_fixture``); pytest knows them as ``weights_dir`` and ``nlp``.
-"""
+"""Helpers shared by the spaCy component tests (their fixtures, ``weights_dir`` and ``nlp``, are in conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import pytest
 import spacy
 import torch
 from spacy.language import Language
@@ -51,15 +46,3 @@ def make_nlp(weights: Path | str | None, **settings: object) -> Language:
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config=elmo_config(weights, **settings))
     return nlp
-
-
-@pytest.fixture(scope="session", name="weights_dir")
-def weights_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture biLM as a ``weights`` directory."""
-    return copy_fixture_weights(tmp_path_factory.mktemp("elmo_weights"))
-
-
-@pytest.fixture(name="nlp")
-def nlp_fixture(weights_dir: Path) -> Language:
-    """A blank English pipeline with an ``elmo`` component on the fixture biLM."""
-    return make_nlp(weights_dir)

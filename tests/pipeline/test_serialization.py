@@ -20,14 +20,11 @@ from spacy_elmo.bilm import read_options
 from spacy_elmo.bilm.weights import read_weight_arrays
 from spacy_elmo.layers.bilm_model import bilm_from_files, get_bilm, get_settings
 
-from .elmo_helpers import (  # noqa: F401  (pytest fixtures)
+from ..elmo_helpers import (
     LAYER_WIDTH,
     N_LAYERS,
     copy_fixture_weights,
-    elmo_config,
     make_nlp,
-    nlp_fixture,
-    weights_dir_fixture,
 )
 
 TEXTS = ["The bank by the river flooded .", "", "She keeps her money in a bank .", "Hi"]
@@ -49,7 +46,9 @@ def test_to_disk_and_spacy_load_without_the_original_files(tmp_path: Path) -> No
     saved = tmp_path / "pipeline" / "elmo"
     options = read_options(saved / "options.json")
     _, arrays = read_weight_arrays(saved / "weights.hdf5", options)
-    _, original = read_weight_arrays(Path(__file__).parent / "fixtures" / "elmo" / "lm_weights.hdf5", options)
+    _, original = read_weight_arrays(
+        Path(__file__).resolve().parents[1] / "fixtures" / "elmo" / "lm_weights.hdf5", options
+    )
     assert arrays.keys() == original.keys()
     assert all(np.array_equal(arrays[k], original[k]) for k in arrays)
 

@@ -13,7 +13,7 @@ from spacy_elmo import ElmoError
 from spacy_elmo.layers.bilm_model import get_layer_cache
 from spacy_elmo.layers.layer_cache import LayerCache
 
-from .elmo_helpers import make_nlp, weights_dir_fixture  # noqa: F401  (pytest fixture)
+from ..elmo_helpers import make_nlp
 
 SENTENCES = [
     ["The", "cat", "sat", "on", "the", "mat", "."],

@@ -12,8 +12,8 @@ import pytest
 
 from spacy_elmo import ElmoOptionsError, ElmoWeightsError, load_bilm, save_bilm
 
-from .conftest import OPTIONS_FILE, WEIGHT_FILE, random_model_files, small_options
-from .numpy_reference import NumpyElmo
+from ..conftest import OPTIONS_FILE, WEIGHT_FILE, random_model_files, small_options
+from ..numpy_reference import NumpyElmo
 
 SENTENCES = [["The", "bank", "of", "the", "river", "."], ["Money", "in", "the", "bank"], ["x"], []]
 

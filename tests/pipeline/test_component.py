@@ -16,7 +16,7 @@ from spacy_elmo import ElmoError, load_bilm, restore_vectors
 from spacy_elmo.layers.bilm_model import get_settings
 from spacy_elmo.layers.units import Unit, pack_batches, window_units
 
-from .elmo_helpers import LAYER_WIDTH, N_LAYERS, elmo_config, make_nlp, nlp_fixture, weights_dir_fixture  # noqa: F401  (pytest fixtures)
+from ..elmo_helpers import LAYER_WIDTH, N_LAYERS, elmo_config, make_nlp
 
 
 def test_add_pipe_and_call_sets_tensor_extension_and_hooks(nlp: Language) -> None:

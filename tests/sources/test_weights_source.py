@@ -19,7 +19,7 @@ import pytest
 from spacy_elmo import ElmoWeightsError
 from spacy_elmo.weights_source import resolve_weights
 
-from .elmo_helpers import FIXTURE_DIR, copy_fixture_weights, make_nlp
+from ..elmo_helpers import FIXTURE_DIR, copy_fixture_weights, make_nlp
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

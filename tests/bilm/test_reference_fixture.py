@@ -8,7 +8,7 @@ import torch
 from spacy_elmo import load_bilm
 from spacy_elmo.bilm.chars import word_to_char_ids
 
-from .conftest import FIXTURE_DIR, OPTIONS_FILE, WEIGHT_FILE
+from ..conftest import FIXTURE_DIR, OPTIONS_FILE, WEIGHT_FILE
 
 ATOL = 1e-5
 # OpenBLAS picks its kernels by matrix size, so a row's rounding can depend on the batch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "spacy_elmo"
+PACKAGE = Path(__file__).resolve().parents[2] / "spacy_elmo"
 
 
 def test_no_unpickling_anywhere_in_the_package() -> None:

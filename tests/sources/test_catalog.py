@@ -35,11 +35,11 @@ from spacy_elmo.cli import main
 from spacy_elmo.layers.bilm_model import get_settings
 from spacy_elmo.weights_source import resolve_weights
 
-from .conftest import random_model_files
-from .elmo_helpers import FIXTURE_DIR, copy_fixture_weights, elmo_config, make_nlp
-from .http_helpers import Server, serve
+from ..conftest import random_model_files
+from ..elmo_helpers import FIXTURE_DIR, copy_fixture_weights, elmo_config, make_nlp
+from ..http_helpers import Server, serve
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDER = "2x1024_128_2048cnn_1xhighway"
 OPTIONS_NAME = f"elmo_{FOLDER}_options.json"
 WEIGHTS_NAME = f"elmo_{FOLDER}_weights.hdf5"

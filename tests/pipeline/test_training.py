@@ -18,12 +18,11 @@ from spacy_elmo.layers.bilm_model import get_bilm
 from spacy_elmo.layers.listener import ElmoListener
 from spacy_elmo.layers.scalar_mix import elmo_scalar_mix
 
-from .elmo_helpers import (
+from ..elmo_helpers import (
     LAYER_WIDTH,
     elmo_config,
-    weights_dir_fixture,  # noqa: F401  (pytest fixtures)
 )
-from .training_data import ner_examples, textcat_examples
+from ..training_data import ner_examples, textcat_examples
 
 LISTENER = {"@architectures": "spacy_elmo.ElmoListener.v1", "upstream": "elmo", "width": 32}
 NER_MODEL = {

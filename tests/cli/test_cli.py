@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import spacy
 
-from .elmo_helpers import copy_fixture_weights
-from .training_data import ner_examples, textcat_examples, write_docbin
+from ..elmo_helpers import copy_fixture_weights
+from ..training_data import ner_examples, textcat_examples, write_docbin
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 
 

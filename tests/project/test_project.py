@@ -17,7 +17,7 @@ from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
 from thinc.api import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import convert_wnut  # noqa: E402
@@ -25,7 +25,7 @@ import spacy_to_text  # noqa: E402
 import verify_checksums  # noqa: E402
 from splits import random_split, split_sizes, stratified_split  # noqa: E402
 
-from .elmo_helpers import copy_fixture_weights  # noqa: E402
+from ..elmo_helpers import copy_fixture_weights  # noqa: E402
 
 PROJECT = srsly.read_yaml(ROOT / "project.yml")
 

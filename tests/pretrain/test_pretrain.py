@@ -33,8 +33,8 @@ from spacy_elmo.pretrain.lm import BiLMLanguageModel, log_uniform_probabilities,
 from spacy_elmo.pretrain.presets import get_preset
 from spacy_elmo.pretrain.train import PretrainError, build_model, load_checkpoint_file, reset_states
 
-FIXTURE_MODEL = Path(__file__).parent / "fixtures" / "elmo"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "elmo"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_corpus(n_lines: int, seed: int) -> str:

@@ -14,10 +14,10 @@ import pytest
 
 from spacy_elmo.cli import main
 
-from .conftest import OPTIONS_FILE, WEIGHT_FILE, random_model_files, small_options
-from .numpy_reference import NumpyElmo
+from ..conftest import OPTIONS_FILE, WEIGHT_FILE, random_model_files, small_options
+from ..numpy_reference import NumpyElmo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stream_file(tmp_path: Path, fixture_sentences: list[list[str]]) -> Path:

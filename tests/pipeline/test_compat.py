@@ -14,9 +14,9 @@ from spacy.util import load_config, load_model_from_config
 from spacy_elmo.layers.bilm_model import get_settings
 from spacy_elmo.layers.units import DocUnits
 
-from .elmo_helpers import copy_fixture_weights, elmo_config, weights_dir_fixture  # noqa: F401  (pytest fixture)
+from ..elmo_helpers import copy_fixture_weights, elmo_config
 
-FIRST_RELEASE = Path(__file__).parent / "fixtures" / "first_release"
+FIRST_RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "first_release"
 TEXT = "Angela Merkel visited Paris ."
 LEGACY = "belong to the model now"
 

@@ -11,7 +11,7 @@ from spacy_elmo import load_bilm
 from spacy_elmo.bilm import cpu_matmul
 from spacy_elmo.bilm.chars import batch_to_char_ids
 
-from .conftest import OPTIONS_FILE, WEIGHT_FILE
+from ..conftest import OPTIONS_FILE, WEIGHT_FILE
 
 
 @pytest.fixture

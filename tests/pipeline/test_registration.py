@@ -9,7 +9,7 @@ from pathlib import Path
 import spacy
 from spacy.language import Language
 
-SETUP_CFG = Path(__file__).parent.parent / "setup.cfg"
+SETUP_CFG = Path(__file__).resolve().parents[2] / "setup.cfg"
 
 
 def entry_points(group: str) -> dict[str, str]:

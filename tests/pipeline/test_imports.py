@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "spacy_elmo"
+PACKAGE = Path(__file__).resolve().parents[2] / "spacy_elmo"
 
 
 def module_name(path: Path) -> str:

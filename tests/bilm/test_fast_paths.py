@@ -17,7 +17,7 @@ from spacy_elmo.bilm.chars import batch_to_char_ids
 from spacy_elmo.bilm.model import ElmoBiLM
 from spacy_elmo.bilm.token_encoder import TokenEncoder, WordVectorCache
 
-from .elmo_helpers import FIXTURE_DIR
+from ..elmo_helpers import FIXTURE_DIR
 
 # The inference path's bound (issue #4). Its products go through NumPy's BLAS, which rounds
 # differently from torch's (largest difference seen on the fixture: 1.4e-6).
