@@ -23,8 +23,14 @@ def _add_embed_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", help="text file, one tokenized sentence per line")
     parser.add_argument("output", help="HDF5 file to write")
-    parser.add_argument("--options-file", required=True, help="options.json of the biLM")
-    parser.add_argument("--weight-file", required=True, help="HDF5 weights of the biLM")
+    parser.add_argument(
+        "--weights",
+        help="the model: an ELMoForManyLangs model directory, a directory with options.json and one .hdf5 "
+        "file, a bundled model name or a URL (as the component's 'weights' setting); or give both "
+        "--options-file and --weight-file",
+    )
+    parser.add_argument("--options-file", help="options.json of the biLM (with --weight-file)")
+    parser.add_argument("--weight-file", help="HDF5 weights of the biLM (with --options-file)")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
     parser.add_argument(
         "--layers",
@@ -56,7 +62,15 @@ def _run_embed(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ElmoError(f"--batch-size must be at least 1, found {args.batch_size}")
-    model = load_bilm(args.options_file, args.weight_file, state=args.state, precision=args.precision)
+    pair = (args.options_file, args.weight_file)
+    if args.weights is not None:
+        if pair != (None, None):
+            raise ElmoError("give either --weights or --options-file and --weight-file, not both")
+        model = load_bilm(args.weights, state=args.state, precision=args.precision)
+    elif None in pair:
+        raise ElmoError("give --weights, or both --options-file and --weight-file")
+    else:
+        model = load_bilm(args.options_file, args.weight_file, state=args.state, precision=args.precision)
     count = embed_file(
         model,
         args.input,

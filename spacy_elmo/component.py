@@ -6,6 +6,7 @@ layers in downstream components during training.
 """
 
 import os
+import shutil
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,7 @@ from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
 from .bilm import load_bilm, save_bilm
+from .bilm.efml import EfmlBiLM, load_efml, save_efml
 from .doc_hooks import check_mix, mix_width, set_vectors
 from .errors import ElmoError, ElmoWeightsError
 from .listener import ElmoListener, replace_listener_cfg
@@ -34,6 +36,8 @@ from .thinc_model import ElmoSettings, ensure_bilm, get_settings, set_bilm, set_
 CFG_FILE = "cfg"
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.hdf5"
+# An ELMoForManyLangs model is saved in its own format, in this subdirectory.
+EFML_DIR = "efml"
 
 
 def _limit_torch_threads_in_child() -> None:
@@ -272,23 +276,39 @@ class ElmoComponent(TrainablePipe):
         return self
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        """Write ``cfg``, ``options.json`` and ``weights.hdf5`` (the reference layout) into ``path``."""
+        """Write ``cfg``, ``options.json`` and ``weights.hdf5`` (the reference layout) into ``path``;
+        an ELMoForManyLangs model instead as its own model directory ``path/efml``."""
         path = Path(path)
         bilm = ensure_bilm(self.model)
         path.mkdir(parents=True, exist_ok=True)
-        save_bilm(bilm, path, WEIGHTS_FILE)
+        if isinstance(bilm, EfmlBiLM):
+            save_efml(bilm, path / EFML_DIR)
+            stale = [path / OPTIONS_FILE, path / WEIGHTS_FILE]
+        else:
+            save_bilm(bilm, path, WEIGHTS_FILE)
+            stale = [path / EFML_DIR]
+        # A model of the other format saved here before would be read instead of this one.
+        for old in stale:
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
         srsly.write_json(path / CFG_FILE, self.cfg)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "ElmoComponent":
         """Load the saved biLM; the ``weights`` setting is not consulted (the originals may be gone)."""
         path = Path(path)
         options_file, weight_file = path / OPTIONS_FILE, path / WEIGHTS_FILE
-        if not options_file.is_file() or not weight_file.is_file():
+        if (path / EFML_DIR).is_dir():
+            bilm = load_efml(path / EFML_DIR, state=self.settings.state)  # type: ignore[arg-type]
+        elif not options_file.is_file() or not weight_file.is_file():
             raise ElmoWeightsError(
                 f"elmo component '{self.name}': the saved pipeline directory {path} lacks {OPTIONS_FILE} or "
-                f"{WEIGHTS_FILE}; it was not written by this component's to_disk"
+                f"{WEIGHTS_FILE} (or an ELMoForManyLangs model in {EFML_DIR}/); it was not written by this "
+                "component's to_disk"
             )
-        bilm = load_bilm(options_file, weight_file, state=self.settings.state)  # type: ignore[arg-type]
+        else:
+            bilm = load_bilm(options_file, weight_file, state=self.settings.state)  # type: ignore[arg-type]
         try:
             check_mix(self.mix, bilm.n_output_layers)
         except ElmoError as err:

@@ -32,12 +32,12 @@ from thinc.api import Model, PyTorchShim, get_torch_default_device, torch2xp, xp
 from thinc.types import Floats3d
 
 from .bilm import ElmoBiLM, ElmoOptions, load_bilm
-from .bilm.chars import batch_to_char_ids
 from .bilm.cpu_matmul import PRECISIONS, check_precision
+from .bilm.efml import EfmlBiLM, efml_from_spec, efml_spec, load_efml
 from .bilm.model import check_state_mode
 from .errors import ElmoError
 from .layer_cache import LayerCache
-from .weights_source import resolve_weights
+from .weights_source import EfmlFiles, resolve_weights
 
 MODEL_NAME = "elmo_bilm"
 
@@ -162,15 +162,24 @@ def _serialize_bilm(bilm: ElmoBiLM | None) -> bytes:
     if bilm is None:
         raise ElmoError("the ELMo model has no weights yet: nothing to serialize (run it or initialize it first)")
     state = {name: tensor.detach().cpu().numpy() for name, tensor in bilm.state_dict().items()}
+    if isinstance(bilm, EfmlBiLM):
+        # An ELMoForManyLangs model: its config and dictionaries instead of bilm-tf options.
+        return srsly.msgpack_dumps(
+            {"format": "efml", "efml": efml_spec(bilm), "state_mode": bilm.state, "state_dict": state}
+        )
     options = {"options": bilm.options.to_dict(), "use_projection": bilm.options.use_projection}
     return srsly.msgpack_dumps({"options": options, "state_mode": bilm.state, "state_dict": state})
 
 
 def _deserialize_bilm(_: Any, data: bytes, device: torch.device) -> ElmoBiLM:
     msg = srsly.msgpack_loads(data)
-    options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
-    options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
-    bilm = ElmoBiLM(options, state=msg["state_mode"])
+    bilm: ElmoBiLM
+    if msg.get("format") == "efml":
+        bilm = efml_from_spec(msg["efml"], state=msg["state_mode"], source="serialized ELMo model")
+    else:
+        options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
+        options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
+        bilm = ElmoBiLM(options, state=msg["state_mode"])
     bilm.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in msg["state_dict"].items()})
     return bilm.to(device).eval()
 
@@ -204,7 +213,10 @@ def ensure_bilm(model: Model) -> ElmoBiLM:
     if bilm is None:
         settings = get_settings(model)
         files = resolve_weights(settings.weights)
-        bilm = load_bilm(files.options_file, files.weight_file, state=settings.state)  # type: ignore[arg-type]
+        if isinstance(files, EfmlFiles):
+            bilm = load_efml(files.directory, state=settings.state)  # type: ignore[arg-type]
+        else:
+            bilm = load_bilm(files.options_file, files.weight_file, state=settings.state)  # type: ignore[arg-type]
         bilm.precision = settings.precision
         _apply_frozen(bilm, settings.frozen)
         shim = model.shims[0]
@@ -305,7 +317,7 @@ def _run_units(
     keep_order = settings.state == "stateful"
     for batch in pack_batches(to_run, settings.max_batch_tokens, keep_order):
         words = [_unit_words(docs, unit) for unit in batch]
-        layers = bilm(batch_to_char_ids(words)).layers
+        layers = bilm(bilm.batch_ids(words)).layers
         for row, unit in enumerate(batch):
             unit_layers = layers[:, row, : unit.end - unit.start]
             if cache is not None:

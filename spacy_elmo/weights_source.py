@@ -5,9 +5,12 @@
 - ``None`` / ``""``: the bundled default model (``DEFAULT_MODEL``), if installed;
 - the name of a bundled model: ``spacy_elmo/models/<name>/`` (``options.json`` + ``weights.hdf5``);
 - a directory holding ``options.json`` and exactly one ``.hdf5`` weight file;
-- an ``http(s)://`` URL of an archive (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) holding such a pair,
-  or of a ``.hdf5`` file whose ``options.json`` sits next to it. It is downloaded once into the
-  cache directory (``$SPACY_ELMO_CACHE``, else ``~/.cache/spacy_elmo``) with a progress bar.
+- an ELMoForManyLangs model directory (``config.json``, ``encoder.pkl``, ...; see ``bilm.efml``);
+- ``efml-<code>``: an ELMoForManyLangs model by language (``efml_models``), downloaded as below;
+- an ``http(s)://`` URL of an archive (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) holding such a pair
+  or an ELMoForManyLangs model directory, or of a ``.hdf5`` file whose ``options.json`` sits next to
+  it. It is downloaded once into the cache directory (``$SPACY_ELMO_CACHE``, else
+  ``~/.cache/spacy_elmo``) with a progress bar.
   A ``#sha256=<hex>`` fragment is checked against the download; in every case the SHA-256 of the
   download is recorded and re-checked whenever the cached copy is used.
 """
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urldefrag, urlsplit
 
+from .bilm.efml import is_efml_directory
+from .efml_models import efml_url, is_efml_name
 from .errors import ElmoWeightsError
 
 DEFAULT_MODEL = "en_elmo_small"
@@ -40,6 +45,12 @@ class WeightFiles(NamedTuple):
     weight_file: Path
 
 
+class EfmlFiles(NamedTuple):
+    """An ELMoForManyLangs model directory (``bilm.efml.load_efml`` reads it)."""
+
+    directory: Path
+
+
 def _fail(message: str) -> ElmoWeightsError:
     return ElmoWeightsError(f"elmo setting '{SETTING}': {message}")
 
@@ -51,8 +62,9 @@ def bundled_models() -> list[str]:
     return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "options.json").is_file())
 
 
-def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightFiles:
-    """The ``options.json`` and weight file that ``weights`` names (see the module docstring)."""
+def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightFiles | EfmlFiles:
+    """The ``options.json`` and weight file, or the ELMoForManyLangs directory, that ``weights``
+    names (see the module docstring)."""
     if weights is None or str(weights).strip() == "":
         if DEFAULT_MODEL in bundled_models():
             return find_weight_pair(BUNDLED_MODELS_DIR / DEFAULT_MODEL)
@@ -68,11 +80,15 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightFiles:
     if text in bundled_models():
         return find_weight_pair(BUNDLED_MODELS_DIR / text)
     path = Path(text).expanduser()
+    if is_efml_name(text) and not path.exists():
+        return download_weights(efml_url(text))
     if not path.exists():
         names = ", ".join(bundled_models()) or "none installed"
         raise _fail(f"'{text}' is neither an existing directory nor a bundled model name (bundled: {names})")
     if not path.is_dir():
         raise _fail(f"'{text}' is a file; give the directory that holds options.json and the .hdf5 weight file")
+    if is_efml_directory(path):
+        return EfmlFiles(path)
     return find_weight_pair(path)
 
 
@@ -181,14 +197,21 @@ def _extract(archive: Path, destination: Path) -> None:
         raise
 
 
-def _pair_in_tree(root: Path, url: str) -> WeightFiles:
+def _pair_in_tree(root: Path, url: str) -> WeightFiles | EfmlFiles:
     candidates = [p.parent for p in root.rglob("options.json")]
+    if not candidates:
+        efml = sorted({p.parent for p in root.rglob("encoder.pkl") if is_efml_directory(p.parent)})
+        if len(efml) == 1:
+            return EfmlFiles(efml[0])
     if len(candidates) != 1:
-        raise _fail(f"archive from {url} must hold exactly one options.json, found {len(candidates)}")
+        raise _fail(
+            f"archive from {url} must hold exactly one options.json (or one ELMoForManyLangs model directory), "
+            f"found {len(candidates)}"
+        )
     return find_weight_pair(candidates[0])
 
 
-def download_weights(url: str) -> WeightFiles:
+def download_weights(url: str) -> WeightFiles | EfmlFiles:
     """Fetch an archive or a ``.hdf5`` + sibling ``options.json`` into the cache (once)."""
     bare_url, fragment = urldefrag(url)
     expected = _expected_sha256(fragment, url)

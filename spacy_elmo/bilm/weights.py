@@ -175,16 +175,34 @@ def _assign(model: ElmoBiLM, arrays: dict[str, np.ndarray]) -> None:
 
 def load_bilm(
     options_file: str | Path,
-    weight_file: str | Path,
+    weight_file: str | Path | None = None,
     *,
     state: StateMode = "reset",
     precision: str = "fp32",
 ) -> ElmoBiLM:
-    """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU.
+    """Load a biLM; returned in eval mode on the CPU.
+
+    ``load_bilm(options_file, weight_file)``: bilm-tf / AllenNLP files. ``load_bilm(model)``
+    with one argument: an ELMoForManyLangs model directory, or anything the component's
+    ``weights`` setting accepts (a directory with ``options.json`` and one ``.hdf5`` file, a
+    bundled model name, a URL; see ``spacy_elmo.weights_source``).
 
     ``precision``: ``fp32`` (exact) or the faster ``bf16`` / ``int8`` of CPU inference
     (``ElmoBiLM.precision``).
     """
+    if weight_file is None:
+        from .efml import is_efml_directory, load_efml
+
+        if is_efml_directory(options_file):
+            return load_efml(options_file, state=state, precision=precision)
+        # The component's resolution of its `weights` setting (no spaCy in it); imported here
+        # because it imports this package.
+        from ..weights_source import EfmlFiles, resolve_weights
+
+        files = resolve_weights(str(options_file))
+        if isinstance(files, EfmlFiles):
+            return load_efml(files.directory, state=state, precision=precision)
+        options_file, weight_file = files
     options = read_options(options_file)
     options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
     model = ElmoBiLM(options, state=state, initialize=False)  # every parameter is assigned below
@@ -193,8 +211,18 @@ def load_bilm(
     return model.eval()
 
 
+def _check_bilm_tf(model: ElmoBiLM) -> None:
+    from .efml import EfmlBiLM
+
+    if isinstance(model, EfmlBiLM):
+        raise ElmoWeightsError(
+            "an ELMoForManyLangs model has no bilm-tf weight file layout; save it with bilm.efml.save_efml"
+        )
+
+
 def weight_arrays(model: ElmoBiLM) -> dict[str, np.ndarray]:
     """The model's parameters as reference-layout float32 arrays, by dataset name."""
+    _check_bilm_tf(model)
     parameters = {name: p.detach().cpu().float().numpy() for name, p in model.named_parameters()}
     arrays = {}
     for entry in weight_entries(model.options):
