@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -601,8 +601,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ElmoWeightsError(f"weight file not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        with warnings.catch_warnings():
+            # Pickles of other protocols: torch warns, and its weights-only unpickler decides.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (whatever the restricted unpickler refuses or fails on)
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ElmoWeightsError(
             f"{path}: not a plain PyTorch state dict of tensors (refused by torch.load(weights_only=True): "
@@ -618,14 +621,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def check_state_dict(path: Path, data: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...]], why: str):
     """Same names as ``shapes``, each of that shape, floating point and finite; else an error naming the tensor."""
-    missing = [name for name in shapes if name not in data]
-    if missing:
-        raise ElmoWeightsError(f"{path}: missing tensor '{missing[0]}' (expected shape {shapes[missing[0]]} {why})")
-    unexpected = sorted(set(data) - set(shapes))
-    if unexpected:
-        raise ElmoWeightsError(f"{path}: unexpected tensor '{unexpected[0]}' ({why} has no place for it)")
     for name, shape in shapes.items():
-        tensor = data[name]
+        tensor = data.get(name)
+        if tensor is None:
+            raise ElmoWeightsError(f"{path}: missing tensor '{name}' (expected shape {shape} {why})")
         if tuple(tensor.shape) != shape:
             raise ElmoWeightsError(
                 f"{path}: tensor '{name}' has shape {tuple(tensor.shape)}, expected {shape} {why}: "
@@ -635,6 +634,9 @@ def check_state_dict(path: Path, data: Mapping[str, torch.Tensor], shapes: Mappi
             raise ElmoWeightsError(f"{path}: tensor '{name}' has dtype {tensor.dtype}, expected float32")
         if not torch.isfinite(tensor).all():
             raise ElmoWeightsError(f"{path}: tensor '{name}' holds NaN or infinite values")
+    unexpected = sorted(set(data) - set(shapes))
+    if unexpected:
+        raise ElmoWeightsError(f"{path}: unexpected tensor '{unexpected[0]}' ({why} has no place for it)")
 
 
 def _read_json(path: Path, error: type[Exception]) -> Any:
