@@ -357,7 +357,9 @@ def test_dictionary_and_embedding_disagree(tmp_path: Path) -> None:
     directory = copy_model(tmp_path / "model")
     with (directory / "word.dic").open("a", encoding="utf-8") as handle:
         handle.write("neu\t38\n")
-    with pytest.raises(ElmoWeightsError, match=r"'word_emb_layer\.embedding\.weight' has shape \(38, 12\), expected \(39"):
+    with pytest.raises(
+        ElmoWeightsError, match=r"'word_emb_layer\.embedding\.weight' has shape \(38, 12\), expected \(39"
+    ):
         load_efml(directory)
     (directory / "word.dic").write_text((FIXTURE_MODEL / "word.dic").read_text(encoding="utf-8") + "neu\t99\n")
     with pytest.raises(ElmoWeightsError, match=r"id 99 of 'neu' is out of range"):

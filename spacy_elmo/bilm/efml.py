@@ -605,7 +605,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             # Pickles of other protocols: torch warns, and its weights-only unpickler decides.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (whatever the restricted unpickler refuses or fails on)
+    except Exception as err:  # whatever the restricted unpickler refuses or fails on
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ElmoWeightsError(
             f"{path}: not a plain PyTorch state dict of tensors (refused by torch.load(weights_only=True): "
