@@ -191,13 +191,10 @@ def load_bilm(
     (``ElmoBiLM.precision``).
     """
     if weight_file is None:
-        from .efml import is_efml_directory, load_efml
-
-        if is_efml_directory(options_file):
-            return load_efml(options_file, state=state, precision=precision)
-        # The component's resolution of its `weights` setting (no spaCy in it); imported here
-        # because it imports this package.
+        # The component's resolution of its `weights` setting (it has no spaCy in it); imported
+        # here because it imports this package.
         from ..weights_source import EfmlFiles, resolve_weights
+        from .efml import load_efml
 
         files = resolve_weights(str(options_file))
         if isinstance(files, EfmlFiles):
