@@ -119,7 +119,7 @@ class ElmoBiLM(nn.Module):
         return batch_to_char_ids(sentences)
 
     def embed_tokens(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Context-insensitive embeddings: ``(n, 50)`` char ids to ``(n, P)``."""
+        """Context-insensitive embeddings: ``(n, W)`` id rows (bilm-tf: 50 char ids) to ``(n, P)``."""
         return self.token_encoder(char_ids)
 
     def forward(self, char_ids: torch.Tensor) -> BiLMOutput:
