@@ -456,3 +456,51 @@ def test_one_argument_load_bilm_takes_a_bilm_tf_directory_too(weights_dir: Path)
 
 
 from .elmo_helpers import weights_dir_fixture  # noqa: E402, F401  (pytest fixture)
+
+
+@pytest.mark.slow
+def test_released_sizes_through_the_built_in_config(tmp_path: Path) -> None:
+    """A model of the released sizes (random weights, their legacy pickle format) whose config.json
+    points at the usual missing ``../configs/cnn_50_100_512_4096_sample.json``."""
+    config = KNOWN_CONFIGS["cnn_50_100_512_4096_sample.json"]
+    directory = tmp_path / "de.model"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"config_path": "../configs/cnn_50_100_512_4096_sample.json"}))
+    chars = ["<oov>", "<pad>", "<bos>", "<eos>", "<bow>", "<eow>", *"abcdefghijklmnopqrstuvwxyzäöüß"]
+    words = ["<oov>", "<pad>", "<bos>", "<eos>", "die", "bank", "am", "fluss"]
+    (directory / "char.dic").write_text("".join(f"{c}\t{i}\n" for i, c in enumerate(chars)), encoding="utf-8")
+    (directory / "word.dic").write_text("".join(f"{w}\t{i}\n" for i, w in enumerate(words)), encoding="utf-8")
+    generator = torch.Generator().manual_seed(3)
+
+    def rand(*shape: int, scale: float = 0.05) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * scale
+
+    token: OrderedDict[str, torch.Tensor] = OrderedDict()
+    token["word_emb_layer.embedding.weight"] = torch.nn.functional.normalize(rand(len(words), 100), dim=1)
+    token["char_emb_layer.embedding.weight"] = torch.nn.functional.normalize(rand(len(chars), 50), dim=1)
+    for i, (width, n_out) in enumerate(config["token_embedder"]["filters"]):
+        token[f"convolutions.{i}.weight"] = rand(n_out, 50, width, scale=0.2)
+        token[f"convolutions.{i}.bias"] = rand(n_out)
+    for k in range(2):
+        token[f"highways._layers.{k}.weight"] = rand(4096, 2048, scale=0.02)
+        token[f"highways._layers.{k}.bias"] = rand(4096)
+    token["projection.weight"] = rand(512, 2148, scale=0.05)
+    token["projection.bias"] = rand(512)
+    encoder: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for layer in range(2):
+        for direction in ("forward", "backward"):
+            prefix = f"{direction}_layer_{layer}"
+            encoder[f"{prefix}.input_linearity.weight"] = rand(16384, 512, scale=0.05)
+            encoder[f"{prefix}.state_linearity.weight"] = rand(16384, 512, scale=0.05)
+            encoder[f"{prefix}.state_linearity.bias"] = rand(16384, scale=0.5)
+            encoder[f"{prefix}.state_projection.weight"] = rand(512, 4096, scale=0.02)
+    torch.save(token, directory / "token_embedder.pkl", _use_new_zipfile_serialization=False)
+    torch.save(encoder, directory / "encoder.pkl", _use_new_zipfile_serialization=False)
+    del token, encoder
+    bilm = load_bilm(directory)
+    assert bilm.output_dim == 1024 and bilm.n_output_layers == 3
+    sentence = ["die", "bank", "am", "Fluss"]
+    got = bilm.embed_sentences([sentence])[0]
+    want = LiteralEfml(directory, config).layers(sentence)
+    assert got.shape == want.shape == (3, 4, 1024)
+    assert np.abs(got - want).max() < TOLERANCE

@@ -713,9 +713,11 @@ def load_efml(model_dir: str | Path, *, state: StateMode = "reset", precision: s
     check_state_dict(token_file, token_sd, token_embedder_shapes(config, vocabulary.n_words, vocabulary.n_chars), why)
     encoder_sd = read_state_dict(encoder_file)
     check_state_dict(encoder_file, encoder_sd, encoder_shapes(config), f"from {config_source}")
+    weights = weights_from_files(config, token_sd, encoder_sd)
+    del token_sd, encoder_sd  # the transposed originals: not kept while the model is built (memory)
     model = EfmlBiLM(config, vocabulary, state=state, initialize=False)
     # strict: every parameter is set (the model was built uninitialized).
-    model.load_state_dict(weights_from_files(config, token_sd, encoder_sd), strict=True)
+    model.load_state_dict(weights, strict=True)
     model.precision = precision
     return model.eval()
 
