@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import spacy
+import torch
 from spacy.language import Language
 
 from spacy_elmo import ElmoWeightsError, load_bilm
@@ -201,3 +202,26 @@ def test_embed_weights_and_file_options_exclude_each_other(tmp_path: Path, capsy
     assert main([*args, "--options-file", str(weights / "options.json")]) == 1
     assert "give --weights, or both" in capsys.readouterr().err
     assert main([*args, "--weights", str(weights), "--quiet"]) == 0  # a bilm-tf directory works too
+
+
+def test_ner_fine_tunes_an_efml_model_in_a_german_pipeline() -> None:
+    """A listener trains on it, and unfrozen, the update reaches the word and character embeddings."""
+    from .test_training import NER_MODEL, bilm_state, train
+    from .training_data import ner_examples
+
+    nlp = spacy.blank("de")
+    nlp.add_pipe("elmo", config={"weights": str(FIXTURE_MODEL), "frozen": False})
+    nlp.add_pipe("ner", config={"model": NER_MODEL})
+    examples = ner_examples(nlp)[:16]
+    nlp.initialize(lambda: examples)
+    before = bilm_state(nlp)
+    history = train(nlp, examples, "ner", epochs=6, learn_rate=0.003)
+    after = bilm_state(nlp)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {
+        "token_encoder.word_embedding.weight",
+        "token_encoder.char_embedding.weight",
+        "token_encoder.projection_weight",
+        "lstm.backward_layers.1.hidden_weight",
+    } <= changed
+    assert np.mean(history[-2:]) < np.mean(history[:2]), history
