@@ -6,22 +6,15 @@ the table lists Norwegian Bokmål (165) before Dutch (164); the ids here are the
 Codes are ISO 639-1 where one exists (Old Church Slavonic ``cu``), else ISO 639-3 (Ancient
 Greek ``grc``). ``efml-zh`` is their Chinese model, trained on traditional-script text.
 
-With ``$SPACY_ELMO_MIRROR`` set, the zip is fetched from ``$SPACY_ELMO_MIRROR/nlpl/11/<id>.zip``
-instead of vectors.nlpl.eu.
+``spacy_elmo.catalog`` makes a catalog entry (format ``efml``) of each, so ``efml-<code>`` is
+a model name wherever one is accepted (``weights``, ``load_bilm``, ``download``, ``models``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
-from .errors import ElmoWeightsError
-
 PREFIX = "efml-"
-NLPL_BASE = "http://vectors.nlpl.eu/repository"
-NLPL_REPOSITORY = 11
-MIRROR_ENV = "SPACY_ELMO_MIRROR"
-LICENSE_NOTE = "ELMoForManyLangs code: MIT; models: see the NLPL repository's terms for entry <id>"
 
 
 class EfmlModel(NamedTuple):
@@ -81,28 +74,3 @@ EFML_MODELS: tuple[EfmlModel, ...] = (
     EfmlModel("vi", "Vietnamese", 178),
     EfmlModel("zh", "Chinese", 179),
 )
-_BY_NAME = {model.name: model for model in EFML_MODELS}
-
-
-def is_efml_name(name: str) -> bool:
-    return name.startswith(PREFIX)
-
-
-def efml_model(name: str) -> EfmlModel:
-    """The table entry of ``efml-<code>``; an error lists the codes."""
-    model = _BY_NAME.get(name)
-    if model is None:
-        codes = ", ".join(m.code for m in EFML_MODELS)
-        raise ElmoWeightsError(f"unknown ELMoForManyLangs model '{name}': use efml-<code> with a code of {codes}")
-    return model
-
-
-def efml_url(name: str) -> str:
-    """Where ``efml-<code>``'s zip is fetched from: the mirror (``$SPACY_ELMO_MIRROR``) if set, else NLPL."""
-    model = efml_model(name)
-    mirror = os.environ.get(MIRROR_ENV, "").strip()
-    if mirror:
-        if not mirror.startswith(("http://", "https://")):
-            raise ElmoWeightsError(f"${MIRROR_ENV} must be an http(s) URL, found {mirror!r}")
-        return f"{mirror.rstrip('/')}/nlpl/{NLPL_REPOSITORY}/{model.nlpl_id}.zip"
-    return f"{NLPL_BASE}/{NLPL_REPOSITORY}/{model.nlpl_id}.zip"

@@ -17,3 +17,12 @@ class ElmoOptionsError(ElmoError):
 
 class ElmoWeightsError(ElmoError):
     """A weight file is missing, unreadable, or disagrees with its options."""
+
+
+class ElmoDownloadError(ElmoWeightsError):
+    """A download failed: ``url`` names what was fetched, ``status`` the HTTP status (None if there was none)."""
+
+    def __init__(self, message: str, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status

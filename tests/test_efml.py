@@ -451,7 +451,7 @@ def test_one_argument_load_bilm_takes_a_bilm_tf_directory_too(weights_dir: Path)
     assert not isinstance(one, EfmlBiLM)
     sentence = [["The", "bank", "."]]
     np.testing.assert_array_equal(one.embed_sentences(sentence)[0], two.embed_sentences(sentence)[0])
-    with pytest.raises(ElmoWeightsError, match="is a file"):
+    with pytest.raises(ElmoWeightsError, match="is an options file"):
         load_bilm(OPTIONS_FILE)
 
 

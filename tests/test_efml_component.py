@@ -17,12 +17,13 @@ from spacy.language import Language
 
 from spacy_elmo import ElmoWeightsError, load_bilm
 from spacy_elmo.bilm.efml import EfmlBiLM, load_efml
+from spacy_elmo.catalog import CATALOG, FORMAT_EFML
 from spacy_elmo.cli import main
-from spacy_elmo.efml_models import EFML_MODELS, efml_url
-from spacy_elmo.weights_source import EfmlFiles, resolve_weights
+from spacy_elmo.efml_models import EFML_MODELS
+from spacy_elmo.weights_source import resolve_model
 
 from .elmo_helpers import copy_fixture_weights
-from .test_weights_source import QuietHandler, cache, server  # noqa: F401  (pytest fixtures)
+from .http_helpers import serve
 
 FIXTURE_MODEL = Path(__file__).parent / "fixtures" / "efml" / "model"
 WIDTH = 32  # 2P of the fixture model
@@ -140,41 +141,42 @@ def test_efml_names_cover_44_languages() -> None:
     by_code = {m.code: m for m in EFML_MODELS}
     assert (by_code["de"].nlpl_id, by_code["zh"].nlpl_id, by_code["ar"].nlpl_id) == (142, 179, 136)
     assert (by_code["nl"].nlpl_id, by_code["nb"].nlpl_id, by_code["grc"].language) == (164, 165, "Ancient Greek")
-    assert efml_url("efml-fr") == "http://vectors.nlpl.eu/repository/11/150.zip"
+    entries = [entry for entry in CATALOG.values() if entry.format == FORMAT_EFML]
+    assert [entry.name for entry in entries] == [f"efml-{m.code}" for m in EFML_MODELS]
+    assert CATALOG["efml-fr"].archive is not None
+    assert CATALOG["efml-fr"].archive.canonical_url == "http://vectors.nlpl.eu/repository/11/150.zip"
+    assert "French" in CATALOG["efml-fr"].description
 
 
-def test_efml_name_resolves_through_a_local_mirror(
-    server: tuple[str, Path],  # noqa: F811
-    cache: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    base, served = server
+def test_efml_name_resolves_through_a_local_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = tmp_path / "served"
     zip_model(served / "nlpl" / "11" / "142.zip")
     zip_model(served / "nlpl" / "11" / "179.zip", inner="zh.model/")
-    monkeypatch.setenv("SPACY_ELMO_MIRROR", base + "/")
-    files = resolve_weights("efml-de")
-    assert isinstance(files, EfmlFiles) and files.directory.is_relative_to(cache)
-    nlp = spacy.blank("de")
-    nlp.add_pipe("elmo", config={"weights": "efml-de"})
-    doc = nlp("Die Bank am Fluss war steil.")
-    assert doc.tensor.shape == (7, WIDTH)
-    zh = spacy.blank("zh")
-    zh.add_pipe("elmo", config={"weights": "efml-zh"})
-    assert zh("我们在银行。").tensor.shape == (6, WIDTH)
-    assert isinstance(load_bilm("efml-de"), EfmlBiLM)
-    # Downloaded once each; later uses take the verified cached copy.
-    assert sorted(QuietHandler.requests) == ["/nlpl/11/142.zip", "/nlpl/11/179.zip"]
-    with pytest.raises(ElmoWeightsError, match=r"unknown ELMoForManyLangs model 'efml-xx'.*de, "):
-        resolve_weights("efml-xx")
-    monkeypatch.setenv("SPACY_ELMO_MIRROR", "/not/a/url")
-    with pytest.raises(ElmoWeightsError, match="SPACY_ELMO_MIRROR must be an http"):
-        resolve_weights("efml-fr")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(cache))
+    with serve(served) as server:
+        monkeypatch.setenv("SPACY_ELMO_MIRROR", server.base + "/")
+        files = resolve_model("efml-de")
+        assert files.format == FORMAT_EFML and files.directory.is_relative_to(cache)
+        nlp = spacy.blank("de")
+        nlp.add_pipe("elmo", config={"weights": "efml-de"})
+        doc = nlp("Die Bank am Fluss war steil.")
+        assert doc.tensor.shape == (7, WIDTH)
+        zh = spacy.blank("zh")
+        zh.add_pipe("elmo", config={"weights": "efml-zh"})
+        assert zh("我们在银行。").tensor.shape == (6, WIDTH)
+        assert isinstance(load_bilm("efml-de"), EfmlBiLM)
+        # Downloaded once each; later uses take the verified cached copy.
+        assert server.count("/nlpl/11/142.zip") == 1 and server.count("/nlpl/11/179.zip") == 1
+    with pytest.raises(ElmoWeightsError, match="'efml-xx' is not a model name"):
+        resolve_model("efml-xx")
 
 
 def test_an_efml_directory_named_efml_dash_something_is_a_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     shutil.copytree(FIXTURE_MODEL, tmp_path / "efml-mine")
-    assert resolve_weights("efml-mine") == EfmlFiles(Path("efml-mine"))
+    files = resolve_model("efml-mine")
+    assert (files.format, files.directory) == (FORMAT_EFML, Path("efml-mine"))
 
 
 # ---- embed --weights ----
@@ -197,10 +199,10 @@ def test_embed_weights_and_file_options_exclude_each_other(tmp_path: Path, capsy
     source.write_text("a b\n", encoding="utf-8")
     weights = copy_fixture_weights(tmp_path / "bilm_tf")
     args = ["embed", str(source), str(tmp_path / "out.hdf5")]
-    assert main([*args, "--weights", str(FIXTURE_MODEL), "--options-file", str(weights / "options.json")]) == 1
-    assert "either --weights or --options-file" in capsys.readouterr().err
+    assert main([*args, "--weights", str(FIXTURE_MODEL), "--weight-file", str(weights / "lm_weights.hdf5")]) == 1
+    assert "either --weights or --weight-file" in capsys.readouterr().err
     assert main([*args, "--options-file", str(weights / "options.json")]) == 1
-    assert "give --weights, or both" in capsys.readouterr().err
+    assert "or both --options-file and --weight-file" in capsys.readouterr().err
     assert main([*args, "--weights", str(weights), "--quiet"]) == 0  # a bilm-tf directory works too
 
 

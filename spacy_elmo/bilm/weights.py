@@ -175,31 +175,17 @@ def _assign(model: ElmoBiLM, arrays: dict[str, np.ndarray]) -> None:
 
 def load_bilm(
     options_file: str | Path,
-    weight_file: str | Path | None = None,
+    weight_file: str | Path,
     *,
     state: StateMode = "reset",
     precision: str = "fp32",
 ) -> ElmoBiLM:
-    """Load a biLM; returned in eval mode on the CPU.
-
-    ``load_bilm(options_file, weight_file)``: bilm-tf / AllenNLP files. ``load_bilm(model)``
-    with one argument: an ELMoForManyLangs model directory, or anything the component's
-    ``weights`` setting accepts (a directory with ``options.json`` and one ``.hdf5`` file, a
-    bundled model name, a URL; see ``spacy_elmo.weights_source``).
+    """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU.
 
     ``precision``: ``fp32`` (exact) or the faster ``bf16`` / ``int8`` of CPU inference
-    (``ElmoBiLM.precision``).
+    (``ElmoBiLM.precision``). ``spacy_elmo.load_bilm`` also takes one argument: a name, a
+    directory of either format (an ELMoForManyLangs model too), an archive or a URL.
     """
-    if weight_file is None:
-        # The component's resolution of its `weights` setting (it has no spaCy in it); imported
-        # here because it imports this package.
-        from ..weights_source import EfmlFiles, resolve_weights
-        from .efml import load_efml
-
-        files = resolve_weights(str(options_file))
-        if isinstance(files, EfmlFiles):
-            return load_efml(files.directory, state=state, precision=precision)
-        options_file, weight_file = files
     options = read_options(options_file)
     options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
     model = ElmoBiLM(options, state=state, initialize=False)  # every parameter is assigned below
@@ -238,14 +224,20 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place.
 
     A failure leaves ``path`` as it was and no temporary file behind. The file
     gets the ordinary permissions (``0o666`` less the umask), not mkstemp's 0600.
+    The temporary file is ``.<name>.<pid>.<random>.tmp``, so that a process killed before
+    it could clean up leaves a file ``remove_stale_temp_files`` recognises as dead.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -255,6 +247,44 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Delete the temporary files ``atomic_write`` left beside ``path`` in processes that are gone.
+
+    A process killed with SIGKILL (or by the OOM killer) cannot remove its temporary file; the next
+    write of the same ``path`` calls this. Files of live processes (a concurrent writer) are kept.
+    Returns the files removed.
+    """
+    prefix = _temp_prefix(path)
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _process_is_alive(pid):
+            continue
+        try:
+            candidate.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(candidate)
+    return removed
 
 
 def write_weights(model: ElmoBiLM, weight_file: str | Path) -> None:
