@@ -172,6 +172,24 @@ def test_efml_name_resolves_through_a_local_mirror(tmp_path: Path, monkeypatch: 
         resolve_model("efml-xx")
 
 
+def test_efml_archives_by_path_and_url_and_the_download_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "cache"))
+    local = zip_model(tmp_path / "de.zip", inner="de.model/")
+    files = resolve_model(str(local))
+    assert files.format == FORMAT_EFML and (files.directory / "encoder.pkl").is_file()
+    served = tmp_path / "served"
+    zip_model(served / "models" / "de.zip")
+    zip_model(served / "nlpl" / "11" / "150.zip")
+    with serve(served) as server:
+        assert isinstance(load_bilm(f"{server.base}/models/de.zip"), EfmlBiLM)
+        monkeypatch.setenv("SPACY_ELMO_MIRROR", server.base)
+        assert main(["download", "efml-fr", "--to", str(tmp_path / "fr"), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "fr")
+    assert isinstance(load_bilm(str(tmp_path / "fr")), EfmlBiLM)
+
+
 def test_an_efml_directory_named_efml_dash_something_is_a_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     shutil.copytree(FIXTURE_MODEL, tmp_path / "efml-mine")
