@@ -302,7 +302,7 @@ def _sibling_options_names(weight_name: str) -> list[str]:
     return [*names, "options.json"]
 
 
-def efml_model_in(root: Path, source: str, entry: CatalogEntry | None = None) -> ModelFiles:
+def _efml_model_in(root: Path, source: str, entry: CatalogEntry | None = None) -> ModelFiles:
     """The one ELMoForManyLangs model directory in ``root`` (``root`` itself or below it)."""
     folders = sorted({p.parent for p in root.rglob("encoder.pkl") if is_efml_directory(p.parent)})
     if len(folders) != 1:
@@ -315,7 +315,7 @@ def _model_in_tree(root: Path, source: str, entry: CatalogEntry | None = None) -
     (else the one ELMoForManyLangs model directory)."""
     folders = sorted({p.parent for p in root.rglob("*.json") if _is_options_name(p.name)})
     if not folders and any(is_efml_directory(p.parent) for p in root.rglob("encoder.pkl")):
-        return efml_model_in(root, source, entry)
+        return _efml_model_in(root, source, entry)
     if len(folders) != 1:
         raise _fail(f"archive {source} must hold exactly one options.json (or *_options.json), found {len(folders)}")
     pair = find_weight_pair(folders[0])
@@ -362,7 +362,7 @@ def fetch_entry(entry: CatalogEntry, *, progress: bool = True) -> ModelFiles:
     assert entry.archive is not None
     root = cached_archive(entry.archive.url(), key=entry.archive.canonical_url, progress=progress)
     if entry.format == FORMAT_EFML:
-        return efml_model_in(root, entry.archive.url(), entry)
+        return _efml_model_in(root, entry.archive.url(), entry)
     if entry.format != FORMAT_BILM_TF:
         return ModelFiles(entry.format, root, entry=entry)
     model = _model_in_tree(root, entry.archive.url(), entry)
