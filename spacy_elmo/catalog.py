@@ -20,10 +20,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .efml_models import EFML_MODELS
 from .errors import ElmoOptionsError, ElmoWeightsError
 
 MIRROR_ENV = "SPACY_ELMO_MIRROR"
 FORMAT_BILM_TF = "bilm-tf"
+# ELMoForManyLangs (HIT-SCIR): a model directory with dictionaries and PyTorch state dicts (bilm.efml).
+FORMAT_EFML = "efml"
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,25 @@ CATALOG: dict[str, CatalogEntry] = {
         ),
     )
 }
+
+EFML_PAGE = "https://github.com/HIT-SCIR/ELMoForManyLangs"
+EFML_LICENSE = "code MIT (ELMoForManyLangs); models: NLPL repository terms; cite Che et al. 2018"
+# efml-<code>: their 44 models, zips in the NLPL repository 11 (see efml_models).
+CATALOG.update(
+    (
+        model.name,
+        CatalogEntry(
+            name=model.name,
+            description=f"ELMoForManyLangs {model.language} (HIT-SCIR): 2 x 4096-dim LSTM, output 1024",
+            format=FORMAT_EFML,
+            training_data=f"{model.language}: about 20M words (CoNLL 2018 raw text)",
+            license=EFML_LICENSE,
+            archive=Remote("nlpl", f"11/{model.nlpl_id}.zip"),
+            homepage=EFML_PAGE,
+        ),
+    )
+    for model in EFML_MODELS
+)
 
 
 def catalog_names() -> list[str]:

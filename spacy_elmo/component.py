@@ -38,6 +38,7 @@ from .bilm import ElmoBiLM
 from .doc_hooks import annotate, check_doc_layers
 from .errors import ElmoError, ElmoWeightsError
 from .layers.bilm_model import (
+    EFML_DIR,
     OPTIONS_FILE,
     WEIGHTS_FILE,
     bilm_from_files,
@@ -381,10 +382,12 @@ class ElmoComponent(TrainablePipe):
                 self._read_cfg(srsly.read_json(p))
 
         def read_model(_: Path) -> None:
-            if not (path / OPTIONS_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            bilm_tf = (path / OPTIONS_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+            if not bilm_tf and not (path / EFML_DIR).is_dir():
                 raise ElmoWeightsError(
                     f"elmo component '{self.name}': the saved pipeline directory {path} lacks {OPTIONS_FILE} or "
-                    f"{WEIGHTS_FILE}; it was not written by this component's to_disk"
+                    f"{WEIGHTS_FILE} (or an ELMoForManyLangs model in {EFML_DIR}/); it was not written by this "
+                    "component's to_disk"
                 )
             self._install_saved(read_bilm_dir(path), str(path))
 

@@ -11,8 +11,9 @@ import os
 from collections.abc import Callable
 
 from .bilm import weights as bilm_weights
+from .bilm.efml import load_efml
 from .bilm.model import ElmoBiLM, StateMode
-from .catalog import FORMAT_BILM_TF
+from .catalog import FORMAT_BILM_TF, FORMAT_EFML
 from .errors import ElmoWeightsError
 from .weights_source import ModelFiles, resolve_model
 
@@ -24,8 +25,15 @@ def _load_bilm_tf(files: ModelFiles, state: StateMode, precision: str) -> ElmoBi
     return bilm_weights.load_bilm(options_file, weight_file, state=state, precision=precision)
 
 
+def _load_efml(files: ModelFiles, state: StateMode, precision: str) -> ElmoBiLM:
+    return load_efml(files.directory, state=state, precision=precision)
+
+
 # format -> reader of a resolved model
-LOADERS: dict[str, Callable[[ModelFiles, StateMode, str], ElmoBiLM]] = {FORMAT_BILM_TF: _load_bilm_tf}
+LOADERS: dict[str, Callable[[ModelFiles, StateMode, str], ElmoBiLM]] = {
+    FORMAT_BILM_TF: _load_bilm_tf,
+    FORMAT_EFML: _load_efml,
+}
 
 
 def load_model_files(files: ModelFiles, *, state: StateMode = "reset", precision: str = "fp32") -> ElmoBiLM:

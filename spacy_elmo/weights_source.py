@@ -8,7 +8,8 @@
   paths below ``$SPACY_ELMO_MIRROR``; its options are checked against the catalog's architecture;
 - the name of a **bundled** model: ``spacy_elmo/models/<name>/``;
 - a **directory** holding an options file (``options.json``, or one published ``*_options.json``)
-  and exactly one ``.hdf5`` weight file;
+  and exactly one ``.hdf5`` weight file, or an ELMoForManyLangs model directory (``config.json``,
+  ``encoder.pkl``, ...; ``bilm.efml``);
 - a local **weight file** (``.hdf5``): its options are ``options``, else found by the published
   naming (``X_weights*.hdf5`` next to ``X_options.json``), else ``options.json`` beside it;
 - a local **archive** (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``, e.g. an NLPL repository zip of
@@ -39,8 +40,9 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 from urllib.parse import urldefrag, urlsplit
 
+from .bilm.efml import is_efml_directory
 from .bilm.options import read_options
-from .catalog import CATALOG, FORMAT_BILM_TF, MIRROR_ENV, CatalogEntry, get_entry, mirror_base
+from .catalog import CATALOG, FORMAT_BILM_TF, FORMAT_EFML, MIRROR_ENV, CatalogEntry, get_entry, mirror_base
 from .download_cache import (
     ARCHIVE_SUFFIXES,
     CACHE_ENV,
@@ -300,9 +302,20 @@ def _sibling_options_names(weight_name: str) -> list[str]:
     return [*names, "options.json"]
 
 
+def _efml_model_in(root: Path, source: str, entry: CatalogEntry | None = None) -> ModelFiles:
+    """The one ELMoForManyLangs model directory in ``root`` (``root`` itself or below it)."""
+    folders = sorted({p.parent for p in root.rglob("encoder.pkl") if is_efml_directory(p.parent)})
+    if len(folders) != 1:
+        raise _fail(f"{source} must hold exactly one ELMoForManyLangs model directory, found {len(folders)}")
+    return ModelFiles(FORMAT_EFML, folders[0], entry=entry)
+
+
 def _model_in_tree(root: Path, source: str, entry: CatalogEntry | None = None) -> ModelFiles:
-    """A bilm-tf model somewhere in an unpacked archive: the one folder with an options file."""
+    """A bilm-tf model somewhere in an unpacked archive: the one folder with an options file
+    (else the one ELMoForManyLangs model directory)."""
     folders = sorted({p.parent for p in root.rglob("*.json") if _is_options_name(p.name)})
+    if not folders and any(is_efml_directory(p.parent) for p in root.rglob("encoder.pkl")):
+        return _efml_model_in(root, source, entry)
     if len(folders) != 1:
         raise _fail(f"archive {source} must hold exactly one options.json (or *_options.json), found {len(folders)}")
     pair = find_weight_pair(folders[0])
@@ -348,6 +361,8 @@ def fetch_entry(entry: CatalogEntry, *, progress: bool = True) -> ModelFiles:
         return ModelFiles(entry.format, files, options_file, weight_file, entry)
     assert entry.archive is not None
     root = cached_archive(entry.archive.url(), key=entry.archive.canonical_url, progress=progress)
+    if entry.format == FORMAT_EFML:
+        return _efml_model_in(root, entry.archive.url(), entry)
     if entry.format != FORMAT_BILM_TF:
         return ModelFiles(entry.format, root, entry=entry)
     model = _model_in_tree(root, entry.archive.url(), entry)
@@ -469,6 +484,8 @@ def model_in_directory(directory: Path) -> ModelFiles:
 
 
 def _directory_model(directory: Path, options: str | None) -> ModelFiles:
+    if options is None and is_efml_directory(directory):
+        return ModelFiles(FORMAT_EFML, directory)
     options_file = None
     if options is not None:
         options_file = Path(options).expanduser() if not _looks_like_url(options) else None

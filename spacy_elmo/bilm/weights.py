@@ -183,7 +183,8 @@ def load_bilm(
     """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU.
 
     ``precision``: ``fp32`` (exact) or the faster ``bf16`` / ``int8`` of CPU inference
-    (``ElmoBiLM.precision``).
+    (``ElmoBiLM.precision``). ``spacy_elmo.load_bilm`` also takes one argument: a name, a
+    directory of either format (an ELMoForManyLangs model too), an archive or a URL.
     """
     options = read_options(options_file)
     options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
@@ -193,8 +194,18 @@ def load_bilm(
     return model.eval()
 
 
+def _check_bilm_tf(model: ElmoBiLM) -> None:
+    from .efml import EfmlBiLM
+
+    if isinstance(model, EfmlBiLM):
+        raise ElmoWeightsError(
+            "an ELMoForManyLangs model has no bilm-tf weight file layout; save it with bilm.efml.save_efml"
+        )
+
+
 def weight_arrays(model: ElmoBiLM) -> dict[str, np.ndarray]:
     """The model's parameters as reference-layout float32 arrays, by dataset name."""
+    _check_bilm_tf(model)
     parameters = {name: p.detach().cpu().float().numpy() for name, p in model.named_parameters()}
     arrays = {}
     for entry in weight_entries(model.options):

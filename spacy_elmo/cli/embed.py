@@ -31,7 +31,8 @@ def add_embed_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weights",
-        help="the biLM in one argument: a catalog name (see `models`), bundled name, directory, archive or URL",
+        help="the biLM in one argument: a catalog name (see `models`), bundled name, directory (an "
+        "ELMoForManyLangs model directory too), archive or URL",
     )
     parser.add_argument("--options-file", help="options.json of the biLM (path or URL)")
     parser.add_argument("--weight-file", help="HDF5 weights of the biLM (path or URL)")

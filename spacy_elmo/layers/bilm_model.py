@@ -21,6 +21,7 @@ runs only the units it has not seen.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import tempfile
 import weakref
@@ -37,8 +38,8 @@ from thinc.api import Model, PyTorchShim, get_torch_default_device, torch2xp, xp
 from thinc.types import Floats3d
 
 from ..bilm import ElmoBiLM, ElmoOptions, save_bilm
-from ..bilm.chars import batch_to_char_ids
 from ..bilm.cpu_matmul import PRECISIONS, check_precision
+from ..bilm.efml import EfmlBiLM, efml_from_spec, save_efml
 from ..bilm.model import check_state_mode
 from ..errors import ElmoError, ElmoWeightsError
 from ..loading import load_model_files
@@ -49,6 +50,8 @@ from .units import Unit, UnitSplitter, pack_batches
 MODEL_NAME = "elmo_bilm"
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.hdf5"
+# An ELMoForManyLangs model is saved in its own format, as a model directory of that name.
+EFML_DIR = "efml"
 
 
 @dataclass(frozen=True)
@@ -212,13 +215,29 @@ def elmo_init(model: Model, X: list[Doc] | None = None, Y: Any = None) -> Model:
 
 # ---- the biLM's files: the one format on disk and in bytes ----
 def read_bilm_dir(directory: str | Path) -> ElmoBiLM:
-    """Load the biLM a saved directory holds (``options.json`` + one ``.hdf5``), on the CPU."""
-    return load_model_files(model_in_directory(Path(directory)))
+    """Load the biLM a saved directory holds (``options.json`` + one ``.hdf5``, or ``efml/``), on the CPU."""
+    directory = Path(directory)
+    if (directory / EFML_DIR).is_dir():
+        directory = directory / EFML_DIR
+    return load_model_files(model_in_directory(directory))
 
 
 def write_bilm_dir(bilm: ElmoBiLM, directory: str | Path) -> None:
-    """Write ``options.json`` and ``weights.hdf5`` (reference layout, atomically) into ``directory``."""
-    save_bilm(bilm, directory, WEIGHTS_FILE)
+    """Write the biLM into ``directory``: ``options.json`` and ``weights.hdf5`` (reference layout,
+    atomically), or an ELMoForManyLangs model in its own format as ``efml/``."""
+    directory = Path(directory)
+    if isinstance(bilm, EfmlBiLM):
+        save_efml(bilm, directory / EFML_DIR)
+        stale = [directory / OPTIONS_FILE, directory / WEIGHTS_FILE]
+    else:
+        save_bilm(bilm, directory, WEIGHTS_FILE)
+        stale = [directory / EFML_DIR]
+    # A model of the other format saved here before would be read instead of this one.
+    for old in stale:
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def bilm_to_files(bilm: ElmoBiLM) -> dict[str, bytes]:
@@ -259,10 +278,14 @@ def _deserialize_bilm(_: Any, data: bytes, device: torch.device) -> ElmoBiLM:
     msg = srsly.msgpack_loads(data)
     if "files" in msg:
         return bilm_from_files(msg["files"]).to(device)
-    # spacy_elmo 0.1: the options and a state dict of float32 arrays.
-    options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
-    options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
-    bilm = ElmoBiLM(options, state=msg["state_mode"])
+    # spacy_elmo 0.1: the options (or an ELMoForManyLangs spec) and a state dict of float32 arrays.
+    bilm: ElmoBiLM
+    if msg.get("format") == "efml":
+        bilm = efml_from_spec(msg["efml"], state=msg["state_mode"], source="serialized ELMo model")
+    else:
+        options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
+        options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
+        bilm = ElmoBiLM(options, state=msg["state_mode"])
     bilm.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in msg["state_dict"].items()})
     return bilm.to(device).eval()
 
@@ -304,7 +327,7 @@ def _run_units(
     keep_order = settings.state == "stateful"
     for batch in pack_batches(to_run, settings.max_batch_tokens, keep_order):
         words = [_unit_words(docs, unit) for unit in batch]
-        layers = bilm(batch_to_char_ids(words)).layers
+        layers = bilm(bilm.batch_ids(words)).layers
         for row, unit in enumerate(batch):
             unit_layers = layers[:, row, : unit.end - unit.start]
             if cache is not None:

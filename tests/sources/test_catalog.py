@@ -92,7 +92,8 @@ def data_files(directory: Path) -> list[Path]:
 
 
 def test_catalog_entries_are_the_published_models() -> None:
-    assert list(CATALOG) == ["small", "medium", "original", "original-5.5b", "pubmed"]
+    assert list(CATALOG)[:5] == ["small", "medium", "original", "original-5.5b", "pubmed"]
+    assert all(name.startswith("efml-") for name in list(CATALOG)[5:])  # tests/test_efml_component.py
     base = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
     small = CATALOG["small"]
     assert small.files is not None
@@ -106,7 +107,7 @@ def test_catalog_entries_are_the_published_models() -> None:
     assert pubmed is not None and pubmed[1].path == (
         "contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5"
     )
-    for entry in CATALOG.values():
+    for entry in list(CATALOG.values())[:5]:
         assert entry.format == "bilm-tf" and entry.training_data and entry.license
         # The published parameter counts are what the architecture's datasets hold.
         options = ElmoOptions.from_dict(entry.architecture.options_dict())
