@@ -22,6 +22,7 @@ from ..errors import ElmoWeightsError
 from .chars import N_RAW_CHARACTERS
 from .model import ElmoBiLM, StateMode
 from .options import ElmoOptions, read_options
+from .token_encoder import TokenEncoder
 
 Converter = Callable[[np.ndarray], np.ndarray]
 
@@ -195,9 +196,8 @@ def load_bilm(
 
 
 def _check_bilm_tf(model: ElmoBiLM) -> None:
-    from .efml import EfmlBiLM
-
-    if isinstance(model, EfmlBiLM):
+    # The bilm-tf layout is that of the character CNN front end (an ELMoForManyLangs model has its own).
+    if not isinstance(model.token_encoder, TokenEncoder):
         raise ElmoWeightsError(
             "an ELMoForManyLangs model has no bilm-tf weight file layout; save it with bilm.efml.save_efml"
         )
