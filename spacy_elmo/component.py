@@ -163,12 +163,20 @@ class ElmoComponent(TrainablePipe):
         self.mix = check_mix(mix)
         self.set_vectors = set_vectors
         self.doc_layers = check_doc_layers(doc_layers)
-        configure(model, frozen=frozen)  # checks it; the model builds no graph when frozen
         self.frozen = frozen
         self.cfg: dict[str, Any] = {}
         self._listener_map: dict[str, list[Model]] = {}
         self._tok2vecs_after: set[str] = set()
         model.attrs["replace_listener_cfg"] = partial(_replace_listener_cfg, model.attrs)
+
+    @property
+    def frozen(self) -> bool:
+        """The ``frozen`` setting; the model holds it (a frozen model builds no graph and keeps its cache)."""
+        return get_settings(self.model).frozen
+
+    @frozen.setter
+    def frozen(self, value: bool) -> None:
+        configure(self.model, frozen=value)
 
     # ---- listeners (the ListenedToComponent protocol spaCy's Language uses) ----
     @property
@@ -316,9 +324,9 @@ class ElmoComponent(TrainablePipe):
         return losses
 
     # ---- serialization ----
-    # One format: the biLM's files in the reference layout (options.json + weights.hdf5), as files
-    # in the component's directory or as a dict of bytes; cfg records the biLM's shape. Settings
-    # come from the config (config.cfg, which spaCy saves with the pipeline), not from cfg.
+    # One format: the biLM's files (options.json + weights.hdf5 in the reference layout, or efml/ for an
+    # ELMoForManyLangs model), as files in the component's directory or as a dict of bytes; cfg records
+    # the biLM's shape. Settings come from the config (config.cfg, saved with the pipeline), not from cfg.
     def _describe(self, bilm: ElmoBiLM) -> dict[str, Any]:
         self.cfg = {"n_layers": bilm.n_output_layers, "width": bilm.output_dim}
         return self.cfg
