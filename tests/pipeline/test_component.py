@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 
 from spacy_elmo import ElmoError, load_bilm, restore_vectors
 from spacy_elmo.layers.bilm_model import get_settings
-from spacy_elmo.layers.units import Unit, pack_batches, window_units
+from spacy_elmo.layers.units import window_units
 
 from ..elmo_helpers import LAYER_WIDTH, N_LAYERS, elmo_config, make_nlp
 
@@ -140,16 +140,6 @@ def test_long_documents_use_overlapping_windows(weights_dir: Path) -> None:
             window._.elmo["layers"][:, offset : offset + unit.core_end - unit.core_start],
             atol=1e-5,
         )
-
-
-def test_batches_respect_the_token_budget() -> None:
-    units = [Unit(i, 0, n, 0, n) for i, n in enumerate([5, 50, 3, 20, 20, 1, 49])]
-    batches = pack_batches(units, max_batch_tokens=100, keep_order=False)
-    assert sorted(u.doc_index for b in batches for u in b) == list(range(7))
-    for batch in batches:
-        assert len(batch) * max(u.end - u.start for u in batch) <= 100
-    in_order = pack_batches(units, max_batch_tokens=100, keep_order=True)
-    assert [u.doc_index for b in in_order for u in b] == list(range(7))
 
 
 @pytest.mark.parametrize(
