@@ -90,3 +90,16 @@ def test_cache_is_cleared_when_the_weights_are_replaced(weights_dir: Path, tmp_p
 def test_negative_cache_tokens_is_an_error_naming_the_setting(weights_dir: Path) -> None:
     with pytest.raises(ElmoError, match="'cache_tokens'"):
         make_nlp(weights_dir, cache_tokens=-5)
+
+
+def test_the_cache_belongs_to_the_model_is_not_saved_and_not_copied(weights_dir: Path) -> None:
+    nlp = make_nlp(weights_dir, cache_tokens=100)
+    nlp("The cat sat .")
+    model = nlp.get_pipe("elmo").model
+    assert len(get_layer_cache(model)) == 1
+    assert all("runtime" not in attrs and "settings" not in attrs for attrs in model.to_dict()["attrs"])
+    copy = model.copy()
+    assert get_layer_cache(copy) is None  # nothing installed yet: the copy starts empty
+    copy.predict([Doc(nlp.vocab, words=SENTENCES[0])])
+    assert len(get_layer_cache(copy)) == 1 and len(get_layer_cache(model)) == 1
+    assert get_layer_cache(copy) is not get_layer_cache(model)
