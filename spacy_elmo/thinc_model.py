@@ -28,7 +28,7 @@ import srsly
 import torch
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.api import Model, Optimizer, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from thinc.types import Floats3d
 
 from .bilm import ElmoBiLM, ElmoOptions, load_bilm
@@ -238,8 +238,33 @@ def build_elmo_model() -> Model[list[Doc], list[Floats3d]]:
     return create_elmo_model(ElmoSettings())
 
 
+class ElmoShim(PyTorchShim):
+    """thinc's PyTorch shim, but an optimizer step keeps each parameter's memory layout.
+
+    thinc's own ``finish_update`` replaces every parameter's data with the optimizer's
+    (C-contiguous) array. The biLM stores its ``(in, out)`` weights transposed, the layout
+    its fast path multiplies (``cpu_matmul.transposed_parameter``); that would drop it and
+    leave the gradients' layout unlike the parameters' (a torch warning at every step).
+    The data is still replaced, not written in place: a graph built before the step may
+    still hold the old values.
+    """
+
+    def finish_update(self, optimizer: Optimizer) -> None:
+        for name, parameter in self._model.named_parameters():
+            if parameter.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:  # skip the step if a gradient overflowed
+                updated, _ = optimizer((self.id, name), torch2xp(parameter.data), torch2xp(parameter.grad))
+                data = torch.empty_strided(
+                    parameter.shape, parameter.stride(), dtype=parameter.dtype, device=parameter.device
+                )
+                parameter.data = data.copy_(xp2torch(updated, device=parameter.device))
+            parameter.grad.zero_()
+        self._grad_scaler.update()
+
+
 def create_elmo_model(settings: ElmoSettings) -> Model[list[Doc], list[Floats3d]]:
-    shim = PyTorchShim(None, serialize_model=_serialize_bilm, deserialize_model=_deserialize_bilm)
+    shim = ElmoShim(None, serialize_model=_serialize_bilm, deserialize_model=_deserialize_bilm)
     return Model(
         MODEL_NAME,
         elmo_forward,

@@ -236,17 +236,18 @@ def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.Mon
     gate_dim = 4 * model.options.lstm_dim
     monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * 2 * len(sentences) * gate_dim * 4)
     allocated: list[tuple[int, ...]] = []
-    original_matmul_into = lstm_module.matmul_into
+    original_addmm = lstm_module.addmm
 
     lstm = model.lstm
     input_weights = {layer.input_weight.data_ptr() for layer in [*lstm.forward_layers, *lstm.backward_layers]}
 
-    def spy_matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def spy_addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = original_addmm(bias, a, b)
         if b.data_ptr() in input_weights:
             allocated.append(tuple(out.shape))
-        return original_matmul_into(out, a, b)
+        return out
 
-    monkeypatch.setattr(lstm_module, "matmul_into", spy_matmul_into)
+    monkeypatch.setattr(lstm_module, "addmm", spy_addmm)
     chunked = fast_layers(model, char_ids)
     monkeypatch.undo()
     assert allocated and max(rows for rows, _ in allocated) <= 3 * len(sentences)

@@ -14,7 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import nn
 
-from .cpu_matmul import matmul_into, single_threaded_blas, threads_for_directions
+from .cpu_matmul import (
+    addmm,
+    matmul_add,
+    matmul_into,
+    single_threaded_blas,
+    threads_for_directions,
+    transposed_parameter,
+)
 from .options import ElmoOptions
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -25,7 +32,8 @@ class ProjectedLstmLayer(nn.Module):
     """One direction of one layer.
 
     Weights in TF layout: ``input_weight (in, 4C)``, ``hidden_weight (P, 4C)``,
-    ``bias (4C)`` (without the forget offset), ``projection_weight (C, P)``.
+    ``bias (4C)`` (without the forget offset), ``projection_weight (C, P)``; the three
+    matrices are stored transposed (``cpu_matmul.transposed_parameter``).
     """
 
     def __init__(
@@ -42,10 +50,10 @@ class ProjectedLstmLayer(nn.Module):
         self.projection_dim = projection_dim
         self.cell_clip = cell_clip
         self.proj_clip = proj_clip
-        self.input_weight = nn.Parameter(torch.empty(input_dim, 4 * cell_dim))
-        self.hidden_weight = nn.Parameter(torch.empty(projection_dim, 4 * cell_dim))
+        self.input_weight = transposed_parameter(input_dim, 4 * cell_dim)
+        self.hidden_weight = transposed_parameter(projection_dim, 4 * cell_dim)
         self.bias = nn.Parameter(torch.zeros(4 * cell_dim))
-        self.projection_weight = nn.Parameter(torch.empty(cell_dim, projection_dim))
+        self.projection_weight = transposed_parameter(cell_dim, projection_dim)
         forget_offset = torch.zeros(4 * cell_dim)
         forget_offset[2 * cell_dim : 3 * cell_dim] = 1.0
         self.register_buffer("forget_offset", forget_offset, persistent=False)
@@ -153,8 +161,10 @@ def run_direction_inference(
 
     Hidden states go straight into ``outputs (T, B, P)`` (zero-filled by the caller),
     the cell state is updated in place, and the input gates are computed for a
-    chunk of steps at a time, sized for ``gate_budget_rows`` rows (both directions'
-    rows when they run at once). Matrix products go through ``cpu_matmul``.
+    chunk of steps at a time (one large product, bias fused), sized for
+    ``gate_budget_rows`` rows (both directions' rows when they run at once). Each
+    step's recurrent product has the step's input gates fused into it. Matrix
+    products go through ``cpu_matmul``.
 
     Args:
         inputs: ``(B, T, in)``, rows sorted by ``lengths``, longest first.
@@ -168,12 +178,7 @@ def run_direction_inference(
     hidden, cell = initial[0], initial[1].clone()  # cell: updated in place
     bias = layer.bias + layer.forget_offset
     chunk = min(steps, steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size()))
-    # Buffers made once and reused step after step (fewer allocations: no memory kept
-    # back by the allocator of each thread). The input gates of a chunk of steps are a
-    # contiguous prefix of `gate_space`, viewed as (steps of this chunk, rows, 4C).
-    gate_space = inputs.new_empty(chunk * batch * 4 * C)
-    input_gates = gate_space[:0].view(0, batch, 4 * C)
-    recurrent = inputs.new_empty(batch, 4 * C)  # each step's h @ W_h
+    input_gates = inputs.new_empty(0, batch, 4 * C)
     tanh_cell = inputs.new_empty(batch, C)
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []
@@ -193,12 +198,10 @@ def run_direction_inference(
         if offset == 0:
             # (steps of this chunk, rows, 4C): each step's slice is contiguous.
             stop = min(steps, t + chunk)
-            input_gates = gate_space[: (stop - t) * active * 4 * C].view(stop - t, active, 4 * C)
+            del input_gates  # the previous chunk's, before the next one is made
             step_major = inputs[:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
-            matmul_into(input_gates.view(-1, 4 * C), step_major, layer.input_weight)
-            input_gates += bias
-        gates = input_gates[offset, :active]
-        gates += matmul_into(recurrent[:active], hidden, layer.hidden_weight)
+            input_gates = addmm(bias, step_major, layer.input_weight).view(stop - t, active, 4 * C)
+        gates = matmul_add(hidden, layer.hidden_weight, input_gates[offset, :active])
         # TF gate order i, j, f, o
         gates[:, :C].sigmoid_()
         gates[:, C : 2 * C].tanh_()

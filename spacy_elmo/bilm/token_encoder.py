@@ -97,9 +97,10 @@ class Highway(nn.Module):
 
     def __init__(self, dim: int, initialize: bool = True) -> None:
         super().__init__()
-        self.carry_weight = nn.Parameter(torch.empty(dim, dim))
+        # (in, out) weights stored transposed, as oneDNN multiplies them fastest (see cpu_matmul)
+        self.carry_weight = cpu_matmul.transposed_parameter(dim, dim)
         self.carry_bias = nn.Parameter(torch.empty(dim))
-        self.transform_weight = nn.Parameter(torch.empty(dim, dim))
+        self.transform_weight = cpu_matmul.transposed_parameter(dim, dim)
         self.transform_bias = nn.Parameter(torch.empty(dim))
         if initialize:
             self.reset_parameters()
@@ -131,7 +132,7 @@ class TokenEncoder(nn.Module):
         self.projection_weight: nn.Parameter | None = None
         self.projection_bias: nn.Parameter | None = None
         if options.use_projection:
-            self.projection_weight = nn.Parameter(torch.empty(options.n_filters, options.projection_dim))
+            self.projection_weight = cpu_matmul.transposed_parameter(options.n_filters, options.projection_dim)
             self.projection_bias = nn.Parameter(torch.zeros(options.projection_dim))
             if initialize:
                 with torch.no_grad():
