@@ -226,8 +226,8 @@ def test_cnn_skips_trailing_padding_exactly() -> None:
 
 def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Input-gate memory depends on the byte budget and the batch, not on the input's length."""
-    assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 4  # Original, batch 32, both directions: 16 MB
-    assert lstm_module.steps_per_chunk(2, 4 * 4096) == 128
+    assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 2  # Original, batch 32, both directions: 8 MB
+    assert lstm_module.steps_per_chunk(2, 4 * 4096) == 64
     assert lstm_module.steps_per_chunk(10**6, 4 * 4096) == 1
     sentences = fixture_sentences()[:6]
     char_ids = batch_to_char_ids(sentences)

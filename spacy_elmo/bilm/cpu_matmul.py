@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -174,6 +174,15 @@ def transposed_parameter(in_dim: int, out_dim: int) -> torch.nn.Parameter:
     ``(out_dim, in_dim)`` tensor: the layout oneDNN multiplies fastest, with no copy. Shape,
     values, saving and loading are those of any ``(in, out)`` weight."""
     return torch.nn.Parameter(torch.empty(out_dim, in_dim).t())
+
+
+def initialize_in_logical_order(parameter: torch.Tensor, initializer: Callable[[torch.Tensor], object]) -> None:
+    """Run a random ``initializer`` on a contiguous tensor of ``parameter``'s shape and copy it in,
+    so that a seed gives the same values whatever the parameter's memory layout."""
+    values = torch.empty(parameter.shape, dtype=parameter.dtype, device=parameter.device)
+    initializer(values)
+    with torch.no_grad():
+        parameter.copy_(values)
 
 
 def _uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:

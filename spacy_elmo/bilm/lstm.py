@@ -16,8 +16,9 @@ from torch import nn
 
 from .cpu_matmul import (
     addmm,
+    initialize_in_logical_order,
+    matmul,
     matmul_add,
-    matmul_into,
     single_threaded_blas,
     threads_for_directions,
     transposed_parameter,
@@ -66,9 +67,9 @@ class ProjectedLstmLayer(nn.Module):
         bound = (6.0 / (fan_in + 4 * self.cell_dim)) ** 0.5
         proj_bound = (6.0 / (self.cell_dim + self.projection_dim)) ** 0.5
         with torch.no_grad():
-            nn.init.uniform_(self.input_weight, -bound, bound)
-            nn.init.uniform_(self.hidden_weight, -bound, bound)
-            nn.init.uniform_(self.projection_weight, -proj_bound, proj_bound)
+            initialize_in_logical_order(self.input_weight, lambda w: nn.init.uniform_(w, -bound, bound))
+            initialize_in_logical_order(self.hidden_weight, lambda w: nn.init.uniform_(w, -bound, bound))
+            initialize_in_logical_order(self.projection_weight, lambda w: nn.init.uniform_(w, -proj_bound, proj_bound))
             self.bias.zero_()
 
     def forward(self, inputs: torch.Tensor, lengths: list[int], initial: State) -> tuple[torch.Tensor, State]:
@@ -139,7 +140,7 @@ def pad_and_stack_steps(
 
 # Bytes of input-gate pre-activations the inference path computes at once; bounds its
 # memory for long inputs (the reference path computes them for all steps at once).
-INPUT_GATES_BUDGET_BYTES = 16 * 2**20
+INPUT_GATES_BUDGET_BYTES = 8 * 2**20
 
 
 def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | None = None) -> int:
@@ -147,6 +148,17 @@ def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | N
     (default ``INPUT_GATES_BUDGET_BYTES``); at least 1."""
     budget = INPUT_GATES_BUDGET_BYTES if budget is None else budget
     return max(1, budget // max(1, rows * gate_dim * itemsize))
+
+
+# The inference path's products run on a multiple of this many rows (rows past the
+# active ones are computed and dropped): oneDNN keeps a compiled kernel per shape, about
+# 0.5 MB each, and a batch whose rows end one by one would otherwise ask for every size.
+ROW_GROUP = 8
+
+
+def grouped_rows(active: int, batch: int) -> int:
+    """``active`` rounded up to a multiple of ``ROW_GROUP``, at most ``batch``."""
+    return min(batch, -(-active // ROW_GROUP) * ROW_GROUP)
 
 
 def run_direction_inference(
@@ -163,8 +175,10 @@ def run_direction_inference(
     the cell state is updated in place, and the input gates are computed for a
     chunk of steps at a time (one large product, bias fused), sized for
     ``gate_budget_rows`` rows (both directions' rows when they run at once). Each
-    step's recurrent product has the step's input gates fused into it. Matrix
-    products go through ``cpu_matmul``.
+    step's recurrent product has the step's input gates fused into it. Products run
+    on ``grouped_rows`` rows; the rows past the active ones hold finished rows' last
+    (finite) values and their results are dropped. Matrix products go through
+    ``cpu_matmul``.
 
     Args:
         inputs: ``(B, T, in)``, rows sorted by ``lengths``, longest first.
@@ -179,7 +193,8 @@ def run_direction_inference(
     bias = layer.bias + layer.forget_offset
     chunk = min(steps, steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size()))
     input_gates = inputs.new_empty(0, batch, 4 * C)
-    tanh_cell = inputs.new_empty(batch, C)
+    # m = o * tanh(c), the projection's input; its rows past the active ones stay finite
+    cell_output = inputs.new_zeros(batch, C)
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []
     active = batch
@@ -191,17 +206,19 @@ def run_direction_inference(
             # Rows [still, active) have ended: their state is final.
             final_h.append(hidden[still:active])
             final_c.append(cell[still:active])
-            hidden, cell, active = hidden[:still], cell[:still], still
+            cell, active = cell[:still], still
         if active == 0:
             break
+        rows = grouped_rows(active, batch)
         offset = t % chunk
         if offset == 0:
             # (steps of this chunk, rows, 4C): each step's slice is contiguous.
             stop = min(steps, t + chunk)
             del input_gates  # the previous chunk's, before the next one is made
-            step_major = inputs[:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
-            input_gates = addmm(bias, step_major, layer.input_weight).view(stop - t, active, 4 * C)
-        gates = matmul_add(hidden, layer.hidden_weight, input_gates[offset, :active])
+            step_major = inputs[:rows, t:stop].transpose(0, 1).reshape(-1, in_dim)
+            input_gates = addmm(bias, step_major, layer.input_weight).view(stop - t, rows, 4 * C)
+        previous = initial[0] if t == 0 else outputs[t - 1]
+        gates = matmul_add(previous[:rows], layer.hidden_weight, input_gates[offset, :rows])[:active]
         # TF gate order i, j, f, o
         gates[:, :C].sigmoid_()
         gates[:, C : 2 * C].tanh_()
@@ -210,10 +227,13 @@ def run_direction_inference(
         cell.mul_(f).addcmul_(i, j)
         if layer.cell_clip is not None:
             cell.clamp_(-layer.cell_clip, layer.cell_clip)
-        o.mul_(torch.tanh(cell, out=tanh_cell[:active]))  # o now holds m = o * tanh(c)
-        hidden = matmul_into(outputs[t, :active], o, layer.projection_weight)
+        torch.tanh(cell, out=cell_output[:active]).mul_(o)
+        projected = matmul(cell_output[:rows], layer.projection_weight)
+        hidden = outputs[t, :active]
         if layer.proj_clip is not None:
-            hidden.clamp_(-layer.proj_clip, layer.proj_clip)
+            torch.clamp(projected[:active], -layer.proj_clip, layer.proj_clip, out=hidden)
+        else:
+            hidden.copy_(projected[:active])
     final_h.append(hidden)
     final_c.append(cell)
     # Pieces were collected from the shortest rows back to the longest.
@@ -346,12 +366,16 @@ class ElmoLstm(nn.Module):
             stored.append((h, c))
         self._states = stored
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, stateful: bool = False) -> list[torch.Tensor]:
+    def forward(
+        self, inputs: torch.Tensor, lengths: torch.Tensor, stateful: bool = False, out: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Run both directions over ``inputs (B, T, P)`` with valid ``lengths (B,)``.
 
         Returns one ``(B, T, 2P)`` tensor per layer, forward half first, zero past
         each row's length. With ``stateful``, row ``r`` starts from the final
-        state row ``r`` had at the end of the previous stateful call.
+        state row ``r`` had at the end of the previous stateful call. ``out``: an
+        ``(n_layers, B, T, 2P)`` buffer to write the layers into (without autograd);
+        the tensors returned are then its views.
         """
         batch = inputs.shape[0]
         order = torch.argsort(lengths, descending=True, stable=True)
@@ -392,8 +416,17 @@ class ElmoLstm(nn.Module):
                     out_b = out_b + x_backward
             finals_forward.append(final_f)
             finals_backward.append(final_b)
-            both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
-            layer_outputs.append(both if in_order else both[restore.to(inputs.device)])
+            if out is not None and in_order:
+                both = out[layer]
+                both[..., : self.projection_dim] = out_f
+                both[..., self.projection_dim :] = reverse_padded(out_b, sorted_len_tensor)
+            else:
+                both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
+                if not in_order:
+                    both = both[restore.to(inputs.device)]
+                if out is not None:
+                    both = out[layer].copy_(both)
+            layer_outputs.append(both)
             x_forward, x_backward = out_f, out_b
         if stateful:
             restore_dev = restore.to(inputs.device)

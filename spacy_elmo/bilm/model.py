@@ -13,7 +13,7 @@ from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
 from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision
 from .lstm import ElmoLstm
 from .options import ElmoOptions
-from .token_encoder import TokenEncoder, WordVectorCache
+from .token_encoder import DEFAULT_CACHE_WORDS, TokenEncoder, WordVectorCache
 
 StateMode = Literal["reset", "stateful"]
 STATE_MODES: tuple[str, ...] = ("reset", "stateful")
@@ -53,16 +53,28 @@ class ElmoBiLM(nn.Module):
     vectors do not depend on the rest of the batch or on earlier calls.
     ``state="stateful"``: the reference behaviour; batch row ``r`` starts from
     the final state row ``r`` reached in the previous call (see ``reset_states``).
+
+    In inference (eval mode, no gradient into the token encoder) the token encoder's
+    output for each distinct token is kept in an LRU cache of ``word_cache_size``
+    entries (0: no cache), keyed by the token's character ids: only tokens not seen
+    recently go through the CNN, highway layers and projection. It empties itself when
+    the weights change.
     """
 
-    def __init__(self, options: ElmoOptions, state: StateMode = "reset", initialize: bool = True) -> None:
+    def __init__(
+        self,
+        options: ElmoOptions,
+        state: StateMode = "reset",
+        initialize: bool = True,
+        word_cache_size: int = DEFAULT_CACHE_WORDS,
+    ) -> None:
         """``initialize=False`` leaves the parameters unset, for a caller that assigns them all."""
         super().__init__()
         self.options = options
         self.state = check_state_mode(state)
         self.token_encoder = TokenEncoder(options, initialize=initialize)
         self.lstm = ElmoLstm(options, initialize=initialize)
-        self.word_cache = WordVectorCache()
+        self.word_cache = WordVectorCache(word_cache_size)
         self.register_buffer("bos_ids", torch.from_numpy(BOS_IDS.copy()), persistent=False)
         self.register_buffer("eos_ids", torch.from_numpy(EOS_IDS.copy()), persistent=False)
         self.precision = "fp32"
@@ -77,6 +89,15 @@ class ElmoBiLM(nn.Module):
     def precision(self, name: str) -> None:
         self._precision = check_precision(name)
         self.word_cache.clear()  # its vectors were made at the old precision
+
+    @property
+    def word_cache_size(self) -> int:
+        """Entries of the token encoder's inference cache (0: none); setting it trims the cache."""
+        return self.word_cache.max_words
+
+    @word_cache_size.setter
+    def word_cache_size(self, entries: int) -> None:
+        self.word_cache.resize(entries)
 
     @property
     def output_dim(self) -> int:
@@ -129,7 +150,10 @@ class ElmoBiLM(nn.Module):
         tokens = torch.cat([self.bos_ids[None], self.eos_ids[None], char_ids[mask]])
         unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.token_encoder.parameters())
-        encoded = self.token_encoder(unique) if needs_grad else self.word_cache.encode(self.token_encoder, unique)
+        if needs_grad or self.training:
+            encoded = self.token_encoder(unique)
+        else:
+            encoded = self.word_cache.encode(self.token_encoder, unique)
         embedded = encoded[inverse]
         dim = embedded.shape[1]
 
@@ -139,15 +163,19 @@ class ElmoBiLM(nn.Module):
         x[rows, lengths + 1] = embedded[1]
         x[:, 1 : n_max + 1][mask] = embedded[2:]
 
-        lstm_layers = self.lstm(x, lengths + 2, stateful=self.state == "stateful")
-        # Written into one buffer, layer by layer, so that no stacked or masked copy of
-        # all layers is made. Output position t is model position t + 1 (no <S>).
-        layers = x.new_empty(1 + len(lstm_layers), batch, n_max, 2 * dim)
+        # The layers are written into one buffer over all model positions (the LSTM writes
+        # its own there), so that no stacked or masked copy of all layers is made. Output
+        # position t is model position t + 1 (no <S>): the result is a view.
+        buffer = x.new_empty(1 + self.options.n_layers, batch, n_max + 2, 2 * dim)
+        fast = not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
+        lstm_layers = self.lstm(x, lengths + 2, stateful=self.state == "stateful", out=buffer[1:] if fast else None)
+        if fast:
+            layers = buffer[:, :, 1 : n_max + 1]
+        else:
+            layers = torch.stack([x.new_zeros(batch, n_max + 2, 2 * dim), *lstm_layers])[:, :, 1 : n_max + 1]
+        del buffer, lstm_layers
         layers[0, :, :, :dim] = x[:, 1 : n_max + 1]
         layers[0, :, :, dim:] = x[:, 1 : n_max + 1]
-        for k in range(len(lstm_layers)):
-            layers[k + 1] = lstm_layers[k][:, 1 : n_max + 1]
-            lstm_layers[k] = layers[k + 1]  # drop the LSTM's own tensor now
         # Past each sentence's end everything is zero but </S> at position `length`.
         short = (lengths < n_max).nonzero().squeeze(1)
         layers[:, short, lengths[short]] = 0.0

@@ -107,9 +107,10 @@ class Highway(nn.Module):
 
     def reset_parameters(self) -> None:
         dim = self.carry_weight.shape[0]
+        std = (1.0 / dim) ** 0.5
         with torch.no_grad():
-            nn.init.normal_(self.carry_weight, 0.0, (1.0 / dim) ** 0.5)
-            nn.init.normal_(self.transform_weight, 0.0, (1.0 / dim) ** 0.5)
+            cpu_matmul.initialize_in_logical_order(self.carry_weight, lambda w: nn.init.normal_(w, 0.0, std))
+            cpu_matmul.initialize_in_logical_order(self.transform_weight, lambda w: nn.init.normal_(w, 0.0, std))
             self.carry_bias.fill_(-2.0)
             self.transform_bias.zero_()
 
@@ -135,8 +136,8 @@ class TokenEncoder(nn.Module):
             self.projection_weight = cpu_matmul.transposed_parameter(options.n_filters, options.projection_dim)
             self.projection_bias = nn.Parameter(torch.zeros(options.projection_dim))
             if initialize:
-                with torch.no_grad():
-                    nn.init.normal_(self.projection_weight, 0.0, (1.0 / options.n_filters) ** 0.5)
+                std = (1.0 / options.n_filters) ** 0.5
+                cpu_matmul.initialize_in_logical_order(self.projection_weight, lambda w: nn.init.normal_(w, 0.0, std))
         self.output_dim = options.projection_dim
         self.chunk_tokens = chunk_tokens
 
@@ -174,20 +175,35 @@ def _weights_key(module: nn.Module) -> tuple[object, ...]:
     return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in module.parameters())
 
 
+def check_cache_size(entries: object) -> int:
+    """``entries`` if it is a whole number >= 0, else ``ValueError``/``TypeError`` naming it."""
+    if isinstance(entries, bool) or not isinstance(entries, int):
+        raise TypeError(f"word_cache_size must be a whole number of entries, found {entries!r}")
+    if entries < 0:
+        raise ValueError(f"word_cache_size must be >= 0 (0: no cache), found {entries}")
+    return entries
+
+
 class WordVectorCache:
     """An LRU cache of context-insensitive token vectors, for inference.
 
-    Keys are a token's 50 character ids. The cache empties itself when the
-    encoder's weights change (``load_state_dict``, an optimizer step, ``.to()``),
-    so it never serves stale vectors. Use it only where no gradient is needed.
+    Keys are the encoder's input row of a token (its 50 character ids), so any
+    encoder that maps such rows to vectors can use it. The cache empties itself when
+    the encoder's weights change (``load_state_dict``, an optimizer step, data
+    replaced, ``.to()``), so it never serves stale vectors. Use it only where no
+    gradient is needed.
     """
 
     def __init__(self, max_words: int = DEFAULT_CACHE_WORDS) -> None:
-        if max_words < 0:
-            raise ValueError(f"max_words must be >= 0, found {max_words}")
-        self.max_words = max_words
+        self.max_words = check_cache_size(max_words)
         self._vectors: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self._weights_key: tuple[object, ...] | None = None
+
+    def resize(self, max_words: int) -> None:
+        """Keep at most ``max_words`` entries from now on (the least recently used go first)."""
+        self.max_words = check_cache_size(max_words)
+        while len(self._vectors) > self.max_words:
+            self._vectors.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._vectors)
