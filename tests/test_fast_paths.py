@@ -252,3 +252,71 @@ def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.Mon
     monkeypatch.undo()
     assert allocated and max(rows for rows, _ in allocated) <= 3 * len(sentences)
     assert (chunked - whole).abs().max().item() < TOLERANCE
+
+
+def test_word_cache_outputs_equal_the_uncached_path() -> None:
+    """Batches that share words: cached vectors within 1e-6 of encoding every token again."""
+    sentences = fixture_sentences()
+    cached = load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=1000)
+    uncached = load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=0)
+    encoded_rows: list[int] = []
+    encoder_forward = cached.token_encoder.forward
+    cached.token_encoder.forward = lambda ids: encoded_rows.append(ids.shape[0]) or encoder_forward(ids)  # type: ignore[method-assign]
+    with_cache = cached.embed_sentences(sentences, batch_size=4)
+    first_pass = sum(encoded_rows)
+    again = cached.embed_sentences(sentences, batch_size=4)
+    without = uncached.embed_sentences(sentences, batch_size=4)
+    assert len(uncached.word_cache) == 0 and len(cached.word_cache) > 0
+    n_types = len({token for sentence in sentences for token in sentence}) + 2  # and <S>, </S>
+    assert first_pass == n_types  # each type encoded once over all batches
+    assert sum(encoded_rows) == first_pass  # the second pass found every word in the cache
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(with_cache, without, strict=True))
+    assert worst <= 1e-6
+    assert all(np.array_equal(a, b) for a, b in zip(with_cache, again, strict=True))
+
+
+def test_word_cache_size_bounds_the_cache_and_is_checked() -> None:
+    model = load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=7)
+    assert model.word_cache_size == 7
+    model.embed_sentences(fixture_sentences()[:6], batch_size=3)
+    assert len(model.word_cache) == 7
+    model.word_cache_size = 2
+    assert len(model.word_cache) == 2
+    model.word_cache_size = 0
+    assert len(model.word_cache) == 0
+    model.embed_sentences(fixture_sentences()[:2])
+    assert len(model.word_cache) == 0
+    with pytest.raises(ValueError, match="word_cache_size must be >= 0"):
+        load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=-1)
+    with pytest.raises(TypeError, match="word_cache_size must be a whole number"):
+        model.word_cache_size = 1.5  # type: ignore[assignment]
+
+
+def test_word_cache_is_not_used_with_gradients_or_in_training_mode() -> None:
+    model = fixture_model()
+    char_ids = batch_to_char_ids(fixture_sentences()[:4])
+    layers = model(char_ids).layers  # gradients flow into the token encoder
+    assert layers.grad_fn is not None and len(model.word_cache) == 0
+    layers[0].sum().backward()
+    assert model.token_encoder.projection_weight.grad is not None
+    model.train()
+    with torch.no_grad():
+        model(char_ids)
+    assert len(model.word_cache) == 0
+    model.eval()
+    with torch.no_grad():
+        model(char_ids)
+    assert len(model.word_cache) > 0
+
+
+def test_word_cache_is_dropped_when_parameter_data_is_replaced() -> None:
+    """As thinc's optimizer step does (``parameter.data = new``), without touching the version counter."""
+    model = fixture_model()
+    char_ids = batch_to_char_ids(fixture_sentences()[:5])
+    before = fast_layers(model, char_ids)
+    weight = model.token_encoder.highways[0].transform_weight
+    weight.data = weight.data * 0.5
+    after = fast_layers(model, char_ids)
+    model.clear_caches()
+    assert torch.equal(after, fast_layers(model, char_ids))
+    assert (after - before).abs().max().item() > 1e-4
