@@ -17,3 +17,7 @@ class ElmoOptionsError(ElmoError):
 
 class ElmoWeightsError(ElmoError):
     """A weight file is missing, unreadable, or disagrees with its options."""
+
+
+class ElmoPerformanceWarning(UserWarning):
+    """A setting that works but is known to be slow on this machine."""

@@ -217,6 +217,37 @@ def _onednn_linear(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) 
         return torch.ops.mkldnn._linear_pointwise(a.detach(), b.detach().t(), bias, "none", [], "")
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); without it torch's bf16
+    products ran 58 times slower than fp32 on an AVX2 EPYC (bench/RESULTS.md)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(check is not None for check in checks):
+        return any(check() for check in checks)  # type: ignore[misc]
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def precision_problem(name: str) -> str | None:
+    """Why precision ``name`` would be slow on this CPU, or None."""
+    if name == "bf16" and not cpu_has_bf16():
+        return (
+            "precision 'bf16' needs a CPU with AVX512-BF16 or AMX, which this one lacks: its bf16 products "
+            "fall back to a slow kernel (58x slower than fp32 on an AVX2 CPU); use 'int8' or 'fp32'"
+        )
+    return None
+
+
 def check_precision(name: str) -> str:
     """``name`` if it is one of ``PRECISIONS``, else ``ValueError``."""
     if name not in PRECISIONS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -9,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ElmoPerformanceWarning
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
-from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision
+from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision, precision_problem
 from .lstm import ElmoLstm
 from .options import ElmoOptions
 from .token_encoder import DEFAULT_CACHE_WORDS, TokenEncoder, WordVectorCache
@@ -88,6 +90,9 @@ class ElmoBiLM(nn.Module):
     @precision.setter
     def precision(self, name: str) -> None:
         self._precision = check_precision(name)
+        problem = precision_problem(name)
+        if problem is not None:
+            warnings.warn(problem, ElmoPerformanceWarning, stacklevel=2)
         self.word_cache.clear()  # its vectors were made at the old precision
 
     @property
