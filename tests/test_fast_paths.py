@@ -175,7 +175,8 @@ def test_word_cache_is_a_bounded_lru() -> None:
 
 def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CNN's per-position activations exist for at most ``chunk_tokens`` tokens at a time;
-    the highway layers take ``HIGHWAY_CHUNKS`` CNN chunks at once."""
+    the highway layers take ``HIGHWAY_CHUNKS`` CNN chunks at once, rounded up to
+    ``TOKEN_ROW_GROUP`` rows (zero rows, dropped)."""
     model = fixture_model()
     encoder: TokenEncoder = model.token_encoder
     char_ids = batch_to_char_ids([[f"t{k}" for k in range(50)]])[0]
@@ -192,7 +193,7 @@ def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -
         encoder.chunk_tokens = 16
         chunked = encoder(char_ids)
     assert cnn_rows == [16, 16, 16, 2]
-    assert highway_rows == [32, 18]
+    assert highway_rows == [32, token_encoder_module.TOKEN_ROW_GROUP]
     assert torch.allclose(chunked, whole, atol=TOLERANCE, rtol=0)
 
 

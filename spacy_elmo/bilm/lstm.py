@@ -23,6 +23,7 @@ from .cpu_matmul import (
     threads_for_directions,
     transposed_parameter,
 )
+from .memory import release_free_memory
 from .options import ElmoOptions
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -404,6 +405,7 @@ class ElmoLstm(nn.Module):
                 (out_f, out_b), (final_f, final_b) = run_directions_inference(
                     (forward_layer, backward_layer), (x_forward, x_backward), sorted_lengths, (initial_f, initial_b)
                 )
+                release_free_memory()  # both threads' step temporaries
             else:
                 out_f, final_f = forward_layer(x_forward, sorted_lengths, initial_f)
                 out_b, final_b = backward_layer(x_backward, sorted_lengths, initial_b)

@@ -14,6 +14,7 @@ from ..errors import ElmoPerformanceWarning
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
 from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision, precision_problem
 from .lstm import ElmoLstm
+from .memory import release_free_memory
 from .options import ElmoOptions
 from .token_encoder import DEFAULT_CACHE_WORDS, TokenEncoder, WordVectorCache
 
@@ -144,9 +145,12 @@ class ElmoBiLM(nn.Module):
         inference_on_cpu = not needs_grad and self.device.type == "cpu"
         precision = self.precision if inference_on_cpu else "fp32"
         with blas_owns_threads(active=inference_on_cpu), matmul_precision(precision):
-            return self._forward(char_ids)
+            output = self._forward(char_ids, inference_on_cpu)
+        if inference_on_cpu:
+            release_free_memory()
+        return output
 
-    def _forward(self, char_ids: torch.Tensor) -> BiLMOutput:
+    def _forward(self, char_ids: torch.Tensor, inference_on_cpu: bool = False) -> BiLMOutput:
         batch, n_max, _ = char_ids.shape
         char_ids = char_ids.to(self.device)
         mask = (char_ids > 0).any(-1)
@@ -161,6 +165,8 @@ class ElmoBiLM(nn.Module):
             encoded = self.word_cache.encode(self.token_encoder, unique)
         embedded = encoded[inverse]
         dim = embedded.shape[1]
+        if inference_on_cpu:
+            release_free_memory()  # the encoder's temporaries, before the LSTM makes its own
 
         rows = torch.arange(batch, device=self.device)
         x = embedded.new_zeros(batch, n_max + 2, dim)

@@ -23,6 +23,11 @@ DEFAULT_CHUNK_TOKENS = 64
 HIGHWAY_CHUNKS = 8
 # Word vectors kept by the inference cache (Original model: 2 KB each).
 DEFAULT_CACHE_WORDS = 20_000
+# Shapes are rounded up to multiples of these (exactly: padding positions and rows that are
+# dropped): oneDNN keeps a compiled kernel of about 0.1-0.5 MB per shape it has seen, so
+# shapes that follow the input's every length would make memory grow with the text.
+CHAR_POSITION_GROUP = 8
+TOKEN_ROW_GROUP = 32
 
 
 def affine(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -70,12 +75,16 @@ class CharacterCNN(nn.Module):
         # (longest token + w) positions, and the max over them is the max over all 50.
         # (With gradients: the tied padding windows shared the gradient, which now goes to
         # the one that stands for them; the sums into the weights are the same.)
-        used = padded_length(char_ids)
+        used = round_up(padded_length(char_ids), CHAR_POSITION_GROUP)
         pooled = [
             conv(chars[:, :, : min(MAX_WORD_LENGTH, used + conv.kernel_size[0])]).amax(dim=2)
             for conv in self.convolutions
         ]
         return self.activation(torch.cat(pooled, dim=1))
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def token_lengths(char_ids: torch.Tensor) -> torch.Tensor:
@@ -117,7 +126,10 @@ class Highway(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = torch.sigmoid(affine(self.carry_bias, x, self.carry_weight))
         transformed = torch.relu(affine(self.transform_bias, x, self.transform_weight))
-        return gate * transformed + (1.0 - gate) * x
+        if gate.requires_grad or transformed.requires_grad:
+            return gate * transformed + (1.0 - gate) * x
+        # The same operations in place (same values): no (n, dim) temporaries.
+        return transformed.mul_(gate).add_(gate.neg_().add_(1.0).mul_(x))
 
 
 class TokenEncoder(nn.Module):
@@ -144,12 +156,16 @@ class TokenEncoder(nn.Module):
     def _encode_chunk(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``(n, 50)`` with ``n <= chunk_tokens * HIGHWAY_CHUNKS`` to ``(n, P)``."""
         pieces = [self.cnn(chunk) for chunk in char_ids.split(self.chunk_tokens)]
+        n = char_ids.shape[0]
+        rows = n if pieces[0].requires_grad else round_up(n, TOKEN_ROW_GROUP)
+        if rows > n:  # zero rows, computed and dropped: fewer distinct product shapes
+            pieces.append(pieces[0].new_zeros(rows - n, pieces[0].shape[1]))
         x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         for highway in self.highways:
             x = highway(x)
         if self.projection_weight is not None:
             x = affine(self.projection_bias, x, self.projection_weight)
-        return x
+        return x[:n]
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         if char_ids.dim() != 2 or char_ids.shape[1] != MAX_WORD_LENGTH:
