@@ -9,6 +9,7 @@ file's value bit for bit.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -368,15 +369,20 @@ class ElmoLstm(nn.Module):
         self._states = stored
 
     def forward(
-        self, inputs: torch.Tensor, lengths: torch.Tensor, stateful: bool = False, out: torch.Tensor | None = None
+        self,
+        inputs: torch.Tensor,
+        lengths: torch.Tensor,
+        stateful: bool = False,
+        emit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     ) -> list[torch.Tensor]:
         """Run both directions over ``inputs (B, T, P)`` with valid ``lengths (B,)``.
 
         Returns one ``(B, T, 2P)`` tensor per layer, forward half first, zero past
         each row's length. With ``stateful``, row ``r`` starts from the final
-        state row ``r`` had at the end of the previous stateful call. ``out``: an
-        ``(n_layers, B, T, 2P)`` buffer to write the layers into (without autograd);
-        the tensors returned are then its views.
+        state row ``r`` had at the end of the previous stateful call. With ``emit``
+        (no autograd) nothing is returned: ``emit(layer, forward (B, T, P), backward
+        (B, T, P))`` gets each layer's halves instead (backward in forward time order),
+        for the caller to copy where it wants them without a ``(B, T, 2P)`` copy.
         """
         batch = inputs.shape[0]
         order = torch.argsort(lengths, descending=True, stable=True)
@@ -418,17 +424,17 @@ class ElmoLstm(nn.Module):
                     out_b = out_b + x_backward
             finals_forward.append(final_f)
             finals_backward.append(final_b)
-            if out is not None and in_order:
-                both = out[layer]
-                both[..., : self.projection_dim] = out_f
-                both[..., self.projection_dim :] = reverse_padded(out_b, sorted_len_tensor)
+            if emit is not None:
+                backward = reverse_padded(out_b, sorted_len_tensor)
+                if in_order:
+                    emit(layer, out_f, backward)
+                else:
+                    restore_dev = restore.to(inputs.device)
+                    emit(layer, out_f[restore_dev], backward[restore_dev])
+                del backward
             else:
                 both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
-                if not in_order:
-                    both = both[restore.to(inputs.device)]
-                if out is not None:
-                    both = out[layer].copy_(both)
-            layer_outputs.append(both)
+                layer_outputs.append(both if in_order else both[restore.to(inputs.device)])
             x_forward, x_backward = out_f, out_b
         if stateful:
             restore_dev = restore.to(inputs.device)

@@ -150,7 +150,9 @@ class ElmoBiLM(nn.Module):
             release_free_memory()
         return output
 
-    def _forward(self, char_ids: torch.Tensor, inference_on_cpu: bool = False) -> BiLMOutput:
+    def _forward(self, char_ids: torch.Tensor, inference_on_cpu: bool = False, packed: bool = False) -> BiLMOutput:
+        """``forward``; with ``packed`` (no autograd) ``layers`` is ``(n_layers + 1, n_real, 2P)``:
+        only the real tokens, row after row (``mask``'s order), in a buffer of exactly that size."""
         batch, n_max, _ = char_ids.shape
         char_ids = char_ids.to(self.device)
         mask = (char_ids > 0).any(-1)
@@ -164,6 +166,7 @@ class ElmoBiLM(nn.Module):
         else:
             encoded = self.word_cache.encode(self.token_encoder, unique)
         embedded = encoded[inverse]
+        del encoded, unique, inverse
         dim = embedded.shape[1]
         if inference_on_cpu:
             release_free_memory()  # the encoder's temporaries, before the LSTM makes its own
@@ -173,18 +176,39 @@ class ElmoBiLM(nn.Module):
         x[:, 0] = embedded[0]
         x[rows, lengths + 1] = embedded[1]
         x[:, 1 : n_max + 1][mask] = embedded[2:]
-
-        # The layers are written into one buffer over all model positions (the LSTM writes
-        # its own there), so that no stacked or masked copy of all layers is made. Output
-        # position t is model position t + 1 (no <S>): the result is a view.
-        buffer = x.new_empty(1 + self.options.n_layers, batch, n_max + 2, 2 * dim)
+        stateful = self.state == "stateful"
         fast = not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
-        lstm_layers = self.lstm(x, lengths + 2, stateful=self.state == "stateful", out=buffer[1:] if fast else None)
+
+        if packed and fast:
+            # Exactly the real tokens: no padded (B, N) buffer of all layers.
+            layers = x.new_empty(1 + self.options.n_layers, int(lengths.sum()), 2 * dim)
+            layers[0, :, :dim] = embedded[2:]
+            layers[0, :, dim:] = embedded[2:]
+            del embedded
+
+            def write_packed(k: int, forward: torch.Tensor, backward: torch.Tensor) -> None:
+                layers[k + 1, :, :dim] = forward[:, 1 : n_max + 1][mask]
+                layers[k + 1, :, dim:] = backward[:, 1 : n_max + 1][mask]
+
+            self.lstm(x, lengths + 2, stateful=stateful, emit=write_packed)
+            return BiLMOutput(layers, mask)
+        del embedded
         if fast:
-            layers = buffer[:, :, 1 : n_max + 1]
+            # The layers are written into one buffer over all model positions, so that no
+            # stacked or masked copy of all layers is made. Output position t is model
+            # position t + 1 (no <S>): the result is a view.
+            buffer = x.new_empty(1 + self.options.n_layers, batch, n_max + 2, 2 * dim)
+
+            def write_padded(k: int, forward: torch.Tensor, backward: torch.Tensor) -> None:
+                buffer[k + 1, :, :, :dim] = forward
+                buffer[k + 1, :, :, dim:] = backward
+
+            self.lstm(x, lengths + 2, stateful=stateful, emit=write_padded)
         else:
-            layers = torch.stack([x.new_zeros(batch, n_max + 2, 2 * dim), *lstm_layers])[:, :, 1 : n_max + 1]
-        del buffer, lstm_layers
+            lstm_layers = self.lstm(x, lengths + 2, stateful=stateful)
+            buffer = torch.stack([x.new_zeros(batch, n_max + 2, 2 * dim), *lstm_layers])
+            del lstm_layers
+        layers = buffer[:, :, 1 : n_max + 1]
         layers[0, :, :, :dim] = x[:, 1 : n_max + 1]
         layers[0, :, :, dim:] = x[:, 1 : n_max + 1]
         # Past each sentence's end everything is zero but </S> at position `length`.
@@ -210,8 +234,20 @@ class ElmoBiLM(nn.Module):
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
-                output = self(batch_to_char_ids([sentences[i] for i in indices]))
-                layers = output.layers.float().cpu().numpy()
-                for row, i in enumerate(indices):
-                    results[i] = np.ascontiguousarray(layers[:, row, : len(sentences[i])])
+                layers = self._embed_packed(batch_to_char_ids([sentences[i] for i in indices]))
+                offset = 0
+                for i in indices:
+                    results[i] = np.ascontiguousarray(layers[:, offset : offset + len(sentences[i])])
+                    offset += len(sentences[i])
+                del layers
         return results
+
+    def _embed_packed(self, char_ids: torch.Tensor) -> np.ndarray:
+        """``(n_layers + 1, n_real, 2P)`` float32 for a batch: the real tokens row after row."""
+        inference_on_cpu = self.device.type == "cpu"
+        precision = self.precision if inference_on_cpu else "fp32"
+        with blas_owns_threads(active=inference_on_cpu), matmul_precision(precision):
+            layers = self._forward(char_ids, inference_on_cpu, packed=True).layers
+        if inference_on_cpu:
+            release_free_memory()
+        return layers.float().cpu().numpy()
