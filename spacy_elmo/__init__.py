@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .bilm import ElmoBiLM, ElmoOptions, ScalarMix, load_bilm, save_bilm
-from .errors import ElmoError, ElmoOptionsError, ElmoWeightsError
+from .bilm import ElmoBiLM, ElmoOptions, ScalarMix, save_bilm
+from .catalog import CATALOG
+from .errors import ElmoDownloadError, ElmoError, ElmoOptionsError, ElmoWeightsError
+from .loading import load_bilm
 
 __version__ = "0.1.0"
 
@@ -26,8 +28,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CATALOG",
     "ElmoBiLM",
     "ElmoComponent",
+    "ElmoDownloadError",
     "ElmoError",
     "ElmoOptions",
     "ElmoOptionsError",

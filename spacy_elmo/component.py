@@ -1,11 +1,13 @@
 """The ``elmo`` pipeline component: runs the biLM over Docs and attaches contextual vectors.
 
-It sets ``doc._.elmo`` (every layer), ``doc.tensor`` (the layers mixed by ``mix``) and
-the vector/similarity hooks (see ``doc_hooks``), and feeds ``spacy_elmo.ElmoListener.v1``
-layers in downstream components during training.
+It sets ``doc._.elmo`` (every layer, or with ``doc_layers = "mix"`` only the mixed vectors
+unless a listener needs the layers), ``doc.tensor`` (the layers mixed by ``mix``) and the
+vector/similarity hooks (see ``doc_hooks``), and feeds ``spacy_elmo.ElmoListener.v1`` layers
+in downstream components during training.
 """
 
 import os
+import shutil
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -26,14 +28,17 @@ from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
 from .bilm import load_bilm, save_bilm
-from .doc_hooks import check_mix, mix_width, set_vectors
+from .bilm.efml import EfmlBiLM, load_efml, save_efml
+from .doc_hooks import check_doc_layers, check_mix, mix_width, set_vectors
 from .errors import ElmoError, ElmoWeightsError
 from .listener import ElmoListener, replace_listener_cfg
-from .thinc_model import ElmoSettings, ensure_bilm, get_settings, set_bilm, set_settings
+from .thinc_model import ElmoSettings, check_settings_source, ensure_bilm, get_settings, set_bilm, set_settings
 
 CFG_FILE = "cfg"
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.hdf5"
+# An ELMoForManyLangs model is saved in its own format, in this subdirectory.
+EFML_DIR = "efml"
 
 
 def _limit_torch_threads_in_child() -> None:
@@ -54,6 +59,8 @@ DEFAULT_CONFIG = {
     "window_overlap": 50,
     "cache_tokens": 0,
     "precision": "fp32",
+    "doc_layers": "all",
+    "options": None,
     "model": {"@architectures": "spacy_elmo.ElmoModel.v1"},
 }
 
@@ -72,6 +79,8 @@ def make_elmo(
     window_overlap: int,
     cache_tokens: int,
     precision: str,
+    doc_layers: str = "all",
+    options: str | None = None,
 ) -> "ElmoComponent":
     """ELMo contextual token vectors; see docs/component.md for every setting."""
     settings = ElmoSettings(
@@ -83,8 +92,10 @@ def make_elmo(
         window_overlap=window_overlap,
         cache_tokens=cache_tokens,
         precision=precision,
+        options=None if options is None else str(options),
     )
-    return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp)
+    check_settings_source(settings)
+    return ElmoComponent(nlp.vocab, model, name, settings=settings, mix=mix, nlp=nlp, doc_layers=doc_layers)
 
 
 class ElmoComponent(TrainablePipe):
@@ -99,13 +110,15 @@ class ElmoComponent(TrainablePipe):
         settings: ElmoSettings,
         mix: str | Sequence[float] = "average",
         nlp: Language | None = None,
+        doc_layers: str = "all",
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
         self.mix = check_mix(mix)
+        self.doc_layers = check_doc_layers(doc_layers)
         self.listener_map: dict[str, list[Model]] = {}
-        self.cfg: dict[str, Any] = {"mix": self.mix, **settings.to_dict()}
+        self.cfg: dict[str, Any] = {"mix": self.mix, "doc_layers": self.doc_layers, **settings.to_dict()}
         set_settings(model, settings)
         model.attrs["replace_listener_cfg"] = partial(replace_listener_cfg, settings.to_dict())
         self._nlp = weakref.ref(nlp) if nlp is not None else None
@@ -200,9 +213,15 @@ class ElmoComponent(TrainablePipe):
         outputs = self.model.predict(docs)
         return [self.model.ops.to_numpy(layers) for layers in outputs]
 
+    @property
+    def keeps_layers(self) -> bool:
+        """Whether ``doc._.elmo`` gets every layer: ``doc_layers = "all"``, or a listener reads them."""
+        return self.doc_layers == "all" or bool(self.listener_map)
+
     def set_annotations(self, docs: Sequence[Doc], layers: Sequence[np.ndarray]) -> None:
+        keep_layers = self.keeps_layers
         for doc, doc_layers in zip(docs, layers, strict=True):
-            set_vectors(doc, doc_layers, self.mix)
+            set_vectors(doc, doc_layers, self.mix, keep_layers=keep_layers)
 
     # ---- training ----
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None) -> None:
@@ -272,23 +291,39 @@ class ElmoComponent(TrainablePipe):
         return self
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        """Write ``cfg``, ``options.json`` and ``weights.hdf5`` (the reference layout) into ``path``."""
+        """Write ``cfg``, ``options.json`` and ``weights.hdf5`` (the reference layout) into ``path``;
+        an ELMoForManyLangs model instead as its own model directory ``path/efml``."""
         path = Path(path)
         bilm = ensure_bilm(self.model)
         path.mkdir(parents=True, exist_ok=True)
-        save_bilm(bilm, path, WEIGHTS_FILE)
+        if isinstance(bilm, EfmlBiLM):
+            save_efml(bilm, path / EFML_DIR)
+            stale = [path / OPTIONS_FILE, path / WEIGHTS_FILE]
+        else:
+            save_bilm(bilm, path, WEIGHTS_FILE)
+            stale = [path / EFML_DIR]
+        # A model of the other format saved here before would be read instead of this one.
+        for old in stale:
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
         srsly.write_json(path / CFG_FILE, self.cfg)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "ElmoComponent":
         """Load the saved biLM; the ``weights`` setting is not consulted (the originals may be gone)."""
         path = Path(path)
         options_file, weight_file = path / OPTIONS_FILE, path / WEIGHTS_FILE
-        if not options_file.is_file() or not weight_file.is_file():
+        if (path / EFML_DIR).is_dir():
+            bilm = load_efml(path / EFML_DIR, state=self.settings.state)  # type: ignore[arg-type]
+        elif not options_file.is_file() or not weight_file.is_file():
             raise ElmoWeightsError(
                 f"elmo component '{self.name}': the saved pipeline directory {path} lacks {OPTIONS_FILE} or "
-                f"{WEIGHTS_FILE}; it was not written by this component's to_disk"
+                f"{WEIGHTS_FILE} (or an ELMoForManyLangs model in {EFML_DIR}/); it was not written by this "
+                "component's to_disk"
             )
-        bilm = load_bilm(options_file, weight_file, state=self.settings.state)  # type: ignore[arg-type]
+        else:
+            bilm = load_bilm(options_file, weight_file, state=self.settings.state)  # type: ignore[arg-type]
         try:
             check_mix(self.mix, bilm.n_output_layers)
         except ElmoError as err:

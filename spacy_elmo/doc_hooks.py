@@ -1,10 +1,11 @@
 """Contextual ``vector``, ``has_vector``, ``vector_norm`` and ``similarity`` on Token, Span and Doc.
 
 The ``elmo`` component stores every biLM layer of a Doc in the ``doc._.elmo`` extension
-(a plain dict, so ``doc.to_bytes``, ``DocBin(store_user_data=True)`` and
-``nlp.pipe(n_process>1)`` keep it) and sets ``doc.tensor`` to the mixed vectors. The user
-hooks that make ``token.vector`` and friends use them are plain functions on the Doc and
-are *not* serialized: call ``restore_vectors(doc)`` after any of those round trips.
+(``doc_layers = "all"``), or only the mixed vectors (``doc_layers = "mix"``), as a plain dict,
+so ``doc.to_bytes``, ``DocBin(store_user_data=True)`` and ``nlp.pipe(n_process>1)`` keep it,
+and sets ``doc.tensor`` to the mixed vectors. The user hooks that make ``token.vector`` and
+friends use them are plain functions on the Doc and are *not* serialized: call
+``restore_vectors(doc)`` after any of those round trips.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .errors import ElmoError
 
 DOC_EXTENSION = "elmo"
 MIX_NAMES = ("average", "top", "concat")
+# What doc._.elmo keeps: every layer, or only the mixed vectors (the array doc.tensor holds).
+DOC_LAYERS = ("all", "mix")
 Mix = str | Sequence[float]
 
 if not Doc.has_extension(DOC_EXTENSION):
@@ -39,6 +42,21 @@ def check_mix(mix: Any, n_layers: int | None = None) -> str | list[float]:
             raise ElmoError(f"elmo setting 'mix' has {len(weights)} weights but the biLM has {n_layers} layers")
         return weights
     raise ElmoError(f"elmo setting 'mix' must be one of {MIX_NAMES} or a list of layer weights, found {mix!r}")
+
+
+def check_doc_layers(doc_layers: Any) -> str:
+    """Validate the ``doc_layers`` setting: ``"all"`` or ``"mix"``."""
+    if doc_layers not in DOC_LAYERS:
+        raise ElmoError(f"elmo setting 'doc_layers' must be one of {DOC_LAYERS}, found {doc_layers!r}")
+    return str(doc_layers)
+
+
+def stored_layers(doc: Doc) -> np.ndarray | None:
+    """The ``(L, n_tokens, 2P)`` layers ``doc._.elmo`` holds, or None (no ELMo data, or only the mix)."""
+    data = doc._.get(DOC_EXTENSION) if Doc.has_extension(DOC_EXTENSION) else None
+    if data is None or "layers" not in data:
+        return None
+    return data["layers"]
 
 
 def mix_width(mix: Mix, n_layers: int, layer_width: int) -> int:
@@ -105,16 +123,22 @@ class ContextualVectors:
         return float(np.dot(mine, theirs) / norms)
 
 
-def set_vectors(doc: Doc, layers: np.ndarray, mix: Mix) -> None:
+def set_vectors(doc: Doc, layers: np.ndarray, mix: Mix, keep_layers: bool = True) -> None:
     """Store the layers in ``doc._.elmo``, the mixed vectors in ``doc.tensor``, and install the hooks.
 
-    ``layers``: ``(L, n_tokens, 2P)`` float32.
+    ``layers``: ``(L, n_tokens, 2P)`` float32. ``keep_layers=False``: ``doc._.elmo`` holds the mixed
+    ``(n_tokens, width)`` vectors instead of the layers; they are the array ``doc.tensor`` and the
+    hooks hold, so they take no memory of their own.
     """
     layers = np.ascontiguousarray(layers, dtype=np.float32)
     if layers.ndim != 3 or layers.shape[1] != len(doc):
         raise ElmoError(f"ELMo layers of shape {layers.shape} do not fit a Doc of {len(doc)} tokens")
-    doc._.set(DOC_EXTENSION, {"layers": layers, "mix": mix if isinstance(mix, str) else list(mix)})
     vectors = mix_layers(layers, mix)
+    saved_mix = mix if isinstance(mix, str) else list(mix)
+    if keep_layers:
+        doc._.set(DOC_EXTENSION, {"layers": layers, "mix": saved_mix})
+    else:
+        doc._.set(DOC_EXTENSION, {"vectors": vectors, "mix": saved_mix})
     doc.tensor = vectors
     _install_hooks(doc, vectors)
 
@@ -144,9 +168,9 @@ def _install_hooks(doc: Doc, vectors: np.ndarray) -> None:
 def restore_vectors(doc: Doc) -> Doc:
     """Re-attach the contextual vectors after ``doc.to_bytes``/``from_bytes``, ``DocBin`` or ``n_process>1``.
 
-    Recomputes ``doc.tensor`` from ``doc._.elmo`` (exactly what the component set) and installs
-    the hooks again. Returns the same Doc. ``DocBin`` keeps ``doc._.elmo`` only with
-    ``store_user_data=True``.
+    Recomputes ``doc.tensor`` from ``doc._.elmo`` (exactly what the component set; with
+    ``doc_layers = "mix"``, the stored mixed vectors themselves) and installs the hooks again.
+    Returns the same Doc. ``DocBin`` keeps ``doc._.elmo`` only with ``store_user_data=True``.
     """
     data = doc._.get(DOC_EXTENSION)
     if data is None:
@@ -154,13 +178,19 @@ def restore_vectors(doc: Doc) -> Doc:
             "restore_vectors: the Doc has no ELMo data (doc._.elmo is unset). Run the elmo component on it, and "
             "keep user data when serializing (DocBin(store_user_data=True))"
         )
-    layers = np.asarray(data["layers"], dtype=np.float32)
-    if layers.ndim != 3 or layers.shape[1] != len(doc):
-        raise ElmoError(
-            f"restore_vectors: doc._.elmo holds layers of shape {layers.shape} for a Doc of {len(doc)} tokens"
-        )
-    mix = data["mix"]
-    vectors = mix_layers(layers, mix)
+    if "layers" in data:
+        layers = np.asarray(data["layers"], dtype=np.float32)
+        if layers.ndim != 3 or layers.shape[1] != len(doc):
+            raise ElmoError(
+                f"restore_vectors: doc._.elmo holds layers of shape {layers.shape} for a Doc of {len(doc)} tokens"
+            )
+        vectors = mix_layers(layers, data["mix"])
+    else:
+        vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(doc):
+            raise ElmoError(
+                f"restore_vectors: doc._.elmo holds vectors of shape {vectors.shape} for a Doc of {len(doc)} tokens"
+            )
     doc.tensor = vectors
     _install_hooks(doc, vectors)
     return doc

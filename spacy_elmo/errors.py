@@ -19,5 +19,14 @@ class ElmoWeightsError(ElmoError):
     """A weight file is missing, unreadable, or disagrees with its options."""
 
 
+class ElmoDownloadError(ElmoWeightsError):
+    """A download failed: ``url`` names what was fetched, ``status`` the HTTP status (None if there was none)."""
+
+    def __init__(self, message: str, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
 class ElmoPerformanceWarning(UserWarning):
     """A setting that works but is known to be slow on this machine."""

@@ -22,9 +22,9 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, chain, with_array
 from thinc.types import Floats2d, Floats3d
 
-from .doc_hooks import DOC_EXTENSION
+from .doc_hooks import DOC_EXTENSION, stored_layers
 from .errors import ElmoError
-from .thinc_model import ElmoSettings, create_elmo_model
+from .thinc_model import ElmoSettings, check_settings_source, create_elmo_model
 
 
 class ElmoListener(Model):
@@ -80,14 +80,15 @@ def _stored_layers(model: ElmoListener, docs: list[Doc]) -> list[Floats3d]:
     """Per-Doc layers from ``doc._.elmo``, computing the missing ones with the upstream component."""
     found: list[Floats3d | None] = []
     for doc in docs:
-        data = doc._.get(DOC_EXTENSION) if Doc.has_extension(DOC_EXTENSION) else None
-        found.append(model.ops.asarray3f(data["layers"]) if data is not None else None)
+        layers = stored_layers(doc)
+        found.append(model.ops.asarray3f(layers) if layers is not None else None)
     missing = [i for i, layers in enumerate(found) if layers is None]
     if missing:
         upstream = model.upstream
         if upstream is None:
             raise ElmoError(
-                f"Doc has no ELMo layers (doc._.{DOC_EXTENSION} is unset) and this listener is not linked to an elmo "
+                f"Doc has no ELMo layers (doc._.{DOC_EXTENSION} is unset, or holds only the mix of an elmo component "
+                "with doc_layers = 'mix') and this listener is not linked to an elmo "
                 f"component named '{model.upstream_name}': add the 'elmo' component before this one, or use the "
                 "inline architecture spacy_elmo.Elmo.v1"
             )
@@ -216,6 +217,7 @@ def build_inline_elmo(
     window_overlap: int = 50,
     cache_tokens: int = 0,
     precision: str = "fp32",
+    options: str | None = None,
 ) -> Model[list[Doc], list[Floats2d]]:
     """A biLM of its own plus the listener head: what ``ElmoListener.v1`` computes, without the component.
 
@@ -230,7 +232,9 @@ def build_inline_elmo(
         window_overlap=window_overlap,
         cache_tokens=cache_tokens,
         precision=precision,
+        options=options,
     )
+    check_settings_source(settings)
     bilm = create_elmo_model(settings)
     model = chain(bilm, build_elmo_head(width))
     if width is not None:

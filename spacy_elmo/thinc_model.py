@@ -18,6 +18,7 @@ the units it has not seen.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,13 +32,14 @@ from spacy.util import registry
 from thinc.api import Model, Optimizer, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from thinc.types import Floats3d
 
-from .bilm import ElmoBiLM, ElmoOptions, load_bilm
-from .bilm.chars import batch_to_char_ids
+from .bilm import ElmoBiLM, ElmoOptions
 from .bilm.cpu_matmul import PRECISIONS, check_precision
+from .bilm.efml import EfmlBiLM, efml_from_spec, efml_spec
 from .bilm.model import check_state_mode
 from .errors import ElmoError
 from .layer_cache import LayerCache
-from .weights_source import resolve_weights
+from .loading import load_model_files
+from .weights_source import check_weights_setting, resolve_model
 
 MODEL_NAME = "elmo_bilm"
 
@@ -54,6 +56,7 @@ class ElmoSettings:
     window_overlap: int = 50
     cache_tokens: int = 0
     precision: str = "fp32"
+    options: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -162,15 +165,24 @@ def _serialize_bilm(bilm: ElmoBiLM | None) -> bytes:
     if bilm is None:
         raise ElmoError("the ELMo model has no weights yet: nothing to serialize (run it or initialize it first)")
     state = {name: tensor.detach().cpu().numpy() for name, tensor in bilm.state_dict().items()}
+    if isinstance(bilm, EfmlBiLM):
+        # An ELMoForManyLangs model: its config and dictionaries instead of bilm-tf options.
+        return srsly.msgpack_dumps(
+            {"format": "efml", "efml": efml_spec(bilm), "state_mode": bilm.state, "state_dict": state}
+        )
     options = {"options": bilm.options.to_dict(), "use_projection": bilm.options.use_projection}
     return srsly.msgpack_dumps({"options": options, "state_mode": bilm.state, "state_dict": state})
 
 
 def _deserialize_bilm(_: Any, data: bytes, device: torch.device) -> ElmoBiLM:
     msg = srsly.msgpack_loads(data)
-    options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
-    options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
-    bilm = ElmoBiLM(options, state=msg["state_mode"])
+    bilm: ElmoBiLM
+    if msg.get("format") == "efml":
+        bilm = efml_from_spec(msg["efml"], state=msg["state_mode"], source="serialized ELMo model")
+    else:
+        options = ElmoOptions.from_dict(msg["options"]["options"], source="serialized ELMo model")
+        options = dataclasses.replace(options, use_projection=msg["options"]["use_projection"])
+        bilm = ElmoBiLM(options, state=msg["state_mode"])
     bilm.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in msg["state_dict"].items()})
     return bilm.to(device).eval()
 
@@ -203,8 +215,8 @@ def ensure_bilm(model: Model) -> ElmoBiLM:
     bilm = get_bilm(model)
     if bilm is None:
         settings = get_settings(model)
-        files = resolve_weights(settings.weights)
-        bilm = load_bilm(files.options_file, files.weight_file, state=settings.state)  # type: ignore[arg-type]
+        files = resolve_model(settings.weights, settings.options)
+        bilm = load_model_files(files, state=settings.state)  # type: ignore[arg-type]
         bilm.precision = settings.precision
         _apply_frozen(bilm, settings.frozen)
         shim = model.shims[0]
@@ -226,6 +238,28 @@ def layer_shape(model: Model) -> tuple[int, int]:
     """``(n_layers + 1, 2P)`` of the output, loading the biLM if needed."""
     bilm = ensure_bilm(model)
     return bilm.n_output_layers, bilm.output_dim
+
+
+def building_from_config() -> bool:
+    """Whether spaCy is building a pipeline from a config (``spacy.load``, ``spacy train``, ``from_config``).
+
+    Then the weights may have been saved with the pipeline and the original files be gone, so
+    ``check_weights_setting`` skips the checks of local paths (``initialize`` still needs them).
+    """
+    from spacy.language import Language
+
+    code = Language.from_config.__func__.__code__  # type: ignore[attr-defined]
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def check_settings_source(settings: ElmoSettings) -> None:
+    """Refuse a bad ``weights``/``options`` value when the component is created (no download)."""
+    check_weights_setting(settings.weights, settings.options, check_paths=not building_from_config())
 
 
 @registry.architectures("spacy_elmo.ElmoModel.v1")
@@ -330,7 +364,7 @@ def _run_units(
     keep_order = settings.state == "stateful"
     for batch in pack_batches(to_run, settings.max_batch_tokens, keep_order):
         words = [_unit_words(docs, unit) for unit in batch]
-        layers = bilm(batch_to_char_ids(words)).layers
+        layers = bilm(bilm.batch_ids(words)).layers
         for row, unit in enumerate(batch):
             unit_layers = layers[:, row, : unit.end - unit.start]
             if cache is not None:

@@ -219,9 +219,8 @@ def test_bad_settings_name_the_setting(weights_dir: Path, setting: str, value: o
 
 
 def test_wrong_weights_path_names_the_setting(tmp_path: Path) -> None:
-    nlp = make_nlp(tmp_path / "nowhere")
-    with pytest.raises(ElmoError, match=r"setting 'weights'.*nowhere"):
-        nlp("text")
+    with pytest.raises(ElmoError, match=r"setting 'weights'.*nowhere.*catalog models: small"):
+        make_nlp(tmp_path / "nowhere")  # at add_pipe, before any Doc
     (tmp_path / "empty").mkdir()
     with pytest.raises(ElmoError, match=r"no options.json"):
         make_nlp(tmp_path / "empty")("text")
@@ -230,9 +229,8 @@ def test_wrong_weights_path_names_the_setting(tmp_path: Path) -> None:
 def test_missing_weights_without_bundled_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("spacy_elmo.weights_source.BUNDLED_MODELS_DIR", tmp_path)
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo")
     with pytest.raises(ElmoError, match=r"setting 'weights': no weights given.*en_elmo_small"):
-        nlp.initialize()
+        nlp.add_pipe("elmo")
 
 
 TAGGER_WITH_LISTENER = {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +31,7 @@ from spacy_elmo.pretrain.data import (
 )
 from spacy_elmo.pretrain.lm import BiLMLanguageModel, log_uniform_probabilities, sample_log_uniform
 from spacy_elmo.pretrain.presets import get_preset
-from spacy_elmo.pretrain.train import build_model, reset_states
+from spacy_elmo.pretrain.train import PretrainError, build_model, load_checkpoint_file, reset_states
 
 FIXTURE_MODEL = Path(__file__).parent / "fixtures" / "elmo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -233,7 +235,7 @@ def test_export_layout_and_options(trained_run: Path) -> None:
 
 
 def test_exported_weights_reproduce_the_trained_model(trained_run: Path) -> None:
-    saved = torch.load(trained_run / "checkpoints" / "model.pt", weights_only=False)
+    saved, _ = load_checkpoint_file(trained_run / "checkpoints" / "model.pt")
     vocab = Vocabulary.load(trained_run / "vocab.txt")
     preset = get_preset("tiny")
     model = BiLMLanguageModel(preset.options, len(vocab), n_negative_samples=preset.training.n_negative_samples)
@@ -386,10 +388,10 @@ def test_torchrun_two_processes_average_gradients(corpus: tuple[Path, Path], tmp
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    rank_states = [torch.load(output / "checkpoints" / f"rank{r}-step{n_steps}.pt", weights_only=False) for r in (0, 1)]
+    rank_states = [load_checkpoint_file(output / "checkpoints" / f"rank{r}-step{n_steps}.pt")[1] for r in (0, 1)]
     assert rank_states[0]["parameter_checksum"] == rank_states[1]["parameter_checksum"]
     assert rank_states[0]["tokens_seen"] == n_steps * 2 * 8 * 10
-    trained = torch.load(output / "checkpoints" / "model.pt", weights_only=False)["model"]
+    trained = load_checkpoint_file(output / "checkpoints" / "model.pt")[0]["model"]
 
     # Replay in one process: the same initial weights, each rank's own batches and carried state.
     preset = get_preset("tiny")
@@ -450,3 +452,162 @@ def test_other_softmaxes_train_and_evaluate(corpus: tuple[Path, Path], tmp_path:
     n_words = len(Vocabulary.load(output / "vocab.txt"))
     assert log[-1]["dev_perplexity"] < min(log[0]["dev_perplexity"], 0.8 * n_words)
     assert json.loads((output / "config.json").read_text())["overrides"]["softmax"] == softmax
+
+
+# ---------------------------------------------------------------------- hostile and bad input (issue 17)
+
+
+class PlantedCode:
+    """Unpickling this creates ``path``: what a crafted checkpoint could do with ``weights_only=False``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def _plant(run: Path, destination: Path, marker: Path) -> None:
+    shutil.copytree(run, destination)
+    checkpoints = destination / "checkpoints"
+    torch.save({"step": 150, "world_size": 1, "model": PlantedCode(marker)}, checkpoints / "model.pt")
+    for rank_file in checkpoints.glob("rank*-step*.pt"):
+        torch.save({"step": 150, "states": PlantedCode(marker)}, rank_file)
+
+
+def test_a_planted_checkpoint_runs_no_code(
+    trained_run: Path, corpus: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    train, dev = corpus
+    marker = tmp_path / "code-ran"
+    planted = tmp_path / "planted"
+    _plant(trained_run, planted, marker)
+    # The plant is live: an ordinary unpickler runs it.
+    probe = tmp_path / "probe"
+    torch.save(PlantedCode(probe), tmp_path / "probe.pt")
+    torch.load(tmp_path / "probe.pt", weights_only=False)
+    assert probe.exists()
+
+    assert cli_main(["export-pretrained", str(planted), "--to", str(tmp_path / "exported")]) == 1
+    assert "not a checkpoint this package can read" in capsys.readouterr().err
+    assert cli_main(["evaluate-pretrained", str(planted), str(dev)]) == 1
+    assert "not a checkpoint this package can read" in capsys.readouterr().err
+    config = tiny_config(train, planted, dev, max_steps=160)
+    with pytest.raises(PretrainError, match=r"model\.pt is not a checkpoint this package can read"):
+        pretrain(config, resume=True)
+    # Only the rank file planted: resume reads the real model.pt, then refuses the rank file.
+    (planted / "checkpoints" / "model.pt").unlink()
+    shutil.copy(trained_run / "checkpoints" / "model.pt", planted / "checkpoints" / "model.pt")
+    with pytest.raises(PretrainError, match=r"rank0-step150\.pt is not a checkpoint this package can read"):
+        pretrain(config, resume=True)
+    assert not marker.exists()
+    assert not (tmp_path / "exported").exists()
+
+
+def test_checkpoints_hold_only_tensors_and_json(trained_run: Path) -> None:
+    for path in (trained_run / "checkpoints").glob("*.pt"):
+        saved = torch.load(path, weights_only=True)
+        assert saved["format"] == "spacy-elmo.pretrain-checkpoint.v2"
+        json.loads(saved["state_json"])
+    _, state = load_checkpoint_file(trained_run / "checkpoints" / "rank0-step150.pt")
+    # Every random state a resumed run needs, as JSON: numpy's and Python's global generators too.
+    assert state["numpy_rng"][0] == "MT19937" and len(state["numpy_rng"][1]) == 624
+    assert len(state["python_rng"][1]) == 625
+
+
+def test_resume_restores_numpy_and_python_random_states_in_a_moved_run(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, _ = corpus
+    output = tmp_path / "run"
+    random.seed(11)
+    np.random.seed(11)
+    pretrain(tiny_config(train, output, max_steps=10, checkpoint_every=10))
+    expected = (random.random(), np.random.random())
+    random.seed(99)
+    np.random.seed(99)
+    moved = tmp_path / "moved"
+    output.rename(moved)  # a run resumes where it is now, not where its config.json says it was
+    with (moved / "log.jsonl").open("a") as log:
+        log.write('{"step": 11, "train_')  # an entry cut short by a kill
+    pretrain(tiny_config(train, moved, max_steps=10), resume=True)  # nothing left to train: state as saved
+    assert (random.random(), np.random.random()) == expected
+    assert not output.exists()
+    assert json.loads((moved / "config.json").read_text())["output_dir"] == str(moved)
+    assert [entry["step"] for entry in read_log(moved)] == [10]
+
+
+def test_non_empty_directory_of_something_else_is_refused(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = corpus
+    output = tmp_path / "photos"
+    output.mkdir()
+    (output / "holiday.jpg").write_bytes(b"not a run")
+    with pytest.raises(PretrainError, match=r"is not empty and is not a pretraining run.*--resume"):
+        pretrain(tiny_config(train, output, max_steps=5))
+    assert sorted(p.name for p in output.iterdir()) == ["holiday.jpg"]
+    # An empty directory, and a run of its own stopped before its first checkpoint, are fine.
+    (output / "holiday.jpg").unlink()
+    pretrain(tiny_config(train, output, max_steps=5))
+    shutil.rmtree(output / "checkpoints")
+    pretrain(tiny_config(train, output, max_steps=5))
+    assert (output / "weights.hdf5").is_file()
+
+
+def test_text_that_is_not_utf8_is_refused_unless_asked(tmp_path: Path, capsys) -> None:
+    binary = tmp_path / "random.bin"
+    rng = np.random.default_rng(0)
+    binary.write_bytes(b"A fine first line .\n" + rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    output = tmp_path / "out"
+    args = ["pretrain", str(binary), str(output), "--max-steps", "3", "--no-progress", "--threads", "1"]
+    assert cli_main(args) == 1
+    error = capsys.readouterr().err
+    assert f"{binary}, line 2: not valid UTF-8 (byte " in error and "--encoding-errors replace" in error
+    assert not output.exists()
+    output.mkdir()
+    assert cli_main(args) == 1
+    assert list(output.iterdir()) == []
+    assert cli_main([*args, "--encoding-errors", "replace"]) == 0
+    capsys.readouterr()
+    assert json.loads((output / "config.json").read_text())["encoding_errors"] == "replace"
+    assert "\ufffd" in Vocabulary.load(output / "vocab.txt").tokens
+
+
+def test_a_refused_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(PretrainDataError, match="holds no tokens"):
+        pretrain(tiny_config(empty, tmp_path / "new"))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "existing").mkdir()
+    with pytest.raises(PretrainDataError, match="holds no tokens"):
+        pretrain(tiny_config(empty, tmp_path / "existing"))
+    assert list((tmp_path / "existing").iterdir()) == []
+
+
+def test_crlf_cr_and_bom_training_text_gives_the_same_shards(tmp_path: Path) -> None:
+    tokenizer = SentenceTokenizer("en", "whitespace")
+    texts = {
+        "lf": b"a b c\nd e\n",
+        "crlf": b"a b c\r\nd e\r\n",
+        "cr": b"a b c\rd e\r",
+        "bom": b"\xef\xbb\xbfa b c\nd e",
+    }
+    for name, data in texts.items():
+        (tmp_path / f"{name}.txt").write_bytes(data)
+        corpus = tokenize_corpus(tmp_path / f"{name}.txt", tmp_path / name, tokenizer)
+        assert list(corpus.iter_sentences()) == [["a", "b", "c"], ["d", "e"]], name
+
+
+def test_every_pretrain_option_has_help_with_its_default() -> None:
+    from spacy_elmo.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    pretrain_parser = subparsers.choices["pretrain"]
+    options = [a for a in pretrain_parser._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 25
+    for action in options:
+        assert action.help and "default: " in action.help, action.option_strings
+    batch_help = next(a.help for a in options if a.dest == "batch_size")
+    assert "tiny 8" in batch_help and "small/medium/original 128" in batch_help
+    for command in ("export-pretrained", "evaluate-pretrained"):
+        assert subparsers.choices[command].description, command

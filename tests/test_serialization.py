@@ -41,11 +41,17 @@ def test_to_disk_and_spacy_load_without_the_original_files(tmp_path: Path) -> No
     assert all(np.array_equal(arrays[k], original[k]) for k in arrays)
 
 
+def _from_config_with_weights(nlp: Language, weights: str) -> Language:
+    config = nlp.config.copy()
+    config["components"]["elmo"]["weights"] = weights
+    return spacy.util.load_model_from_config(config)
+
+
 def test_from_disk_into_a_blank_pipeline(nlp: Language, tmp_path: Path) -> None:
     expected = nlp(TEXTS[0]).tensor
     nlp.to_disk(tmp_path / "p")
-    other = spacy.blank("en")
-    other.add_pipe("elmo", config={"weights": str(tmp_path / "does-not-exist")})
+    # Built from a config (as spacy.load does), a weights path that is gone is not an error: from_disk fills the biLM.
+    other = _from_config_with_weights(nlp, str(tmp_path / "does-not-exist"))
     other.from_disk(tmp_path / "p")
     np.testing.assert_array_equal(other(TEXTS[0]).tensor, expected)
 
@@ -53,8 +59,7 @@ def test_from_disk_into_a_blank_pipeline(nlp: Language, tmp_path: Path) -> None:
 def test_to_bytes_and_from_bytes(nlp: Language, tmp_path: Path) -> None:
     expected = nlp(TEXTS[2]).tensor
     data = nlp.to_bytes()
-    other = spacy.blank("en")
-    other.add_pipe("elmo", config={"weights": str(tmp_path / "gone")})
+    other = _from_config_with_weights(nlp, str(tmp_path / "gone"))
     other.from_bytes(data)
     np.testing.assert_array_equal(other(TEXTS[2]).tensor, expected)
 
@@ -123,3 +128,53 @@ def test_pipe_with_two_processes(nlp: Language) -> None:
         restore_vectors(doc)
         if len(doc):
             np.testing.assert_allclose(doc[0].vector, single[0].vector, atol=1e-5)
+
+
+@pytest.mark.parametrize("mix", ["average", "concat", [0.2, 0.3, 0.5]])
+def test_doc_layers_mix_keeps_only_the_mixed_vectors(weights_dir: Path, mix: object) -> None:
+    full = make_nlp(weights_dir, mix=mix)
+    lean = make_nlp(weights_dir, mix=mix, doc_layers="mix")
+    assert lean.get_pipe("elmo").cfg["doc_layers"] == "mix"
+    docs = list(lean.pipe(TEXTS))
+    for expected, doc in zip(full.pipe(TEXTS), docs, strict=True):
+        assert set(doc._.elmo) == {"vectors", "mix"}
+        # The stored vectors are doc.tensor itself: they cost no memory of their own.
+        assert doc._.elmo["vectors"] is doc.tensor
+        np.testing.assert_array_equal(doc.tensor, expected.tensor)
+        for token, expected_token in zip(doc, expected, strict=True):
+            np.testing.assert_array_equal(token.vector, expected_token.vector)
+    data = DocBin(docs=docs, store_user_data=True).to_bytes()
+    loaded = list(DocBin().from_bytes(data).get_docs(lean.vocab))
+    for original, doc in zip(docs, loaded, strict=True):
+        assert "vector" not in doc.user_token_hooks
+        restore_vectors(doc)
+        np.testing.assert_array_equal(doc.tensor, original.tensor)
+        if len(doc):
+            np.testing.assert_array_equal(doc[0].vector, original[0].vector)
+            assert doc[0].similarity(original[0]) == pytest.approx(1.0, abs=1e-6)
+    with pytest.warns(UserWarning, match="W109"):
+        doc_bytes = docs[0].to_bytes()
+    copy = restore_vectors(Doc(lean.vocab).from_bytes(doc_bytes))
+    np.testing.assert_array_equal(copy.tensor, docs[0].tensor)
+
+
+def test_doc_layers_mix_survives_to_disk(weights_dir: Path, tmp_path: Path) -> None:
+    nlp = make_nlp(weights_dir, doc_layers="mix")
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    assert loaded.get_pipe("elmo").doc_layers == "mix"
+    assert "layers" not in loaded(TEXTS[0])._.elmo
+
+
+def test_bad_doc_layers_is_a_clear_error(weights_dir: Path) -> None:
+    with pytest.raises(ElmoError, match="'doc_layers' must be one of"):
+        make_nlp(weights_dir, doc_layers="some")
+
+
+def test_restore_rejects_vectors_of_another_doc(weights_dir: Path) -> None:
+    nlp = make_nlp(weights_dir, doc_layers="mix")
+    doc = nlp(TEXTS[0])
+    other = nlp.make_doc(TEXTS[2])
+    other._.elmo = doc._.elmo
+    with pytest.raises(ElmoError, match=r"holds vectors of shape \(7, 32\) for a Doc of 8 tokens"):
+        restore_vectors(other)

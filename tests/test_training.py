@@ -241,3 +241,25 @@ def test_scalar_mix_gradient_matches_finite_differences() -> None:
     minus = loss()
     inputs[1][2, 3, 1] = original
     assert d_inputs[1][2, 3, 1] == pytest.approx((plus - minus) / (2 * eps), rel=1e-5)
+
+
+def test_doc_layers_mix_keeps_the_layers_a_listener_reads(weights_dir: Path) -> None:
+    """With a listener in the pipeline, "mix" still keeps every layer: the listener reads them at prediction."""
+    pipelines = {}
+    for doc_layers in ("all", "mix"):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("elmo", config={"weights": str(weights_dir), "doc_layers": doc_layers})
+        nlp.add_pipe("ner", config={"model": NER_MODEL})
+        train(nlp, ner_examples(nlp), "ner", epochs=2)
+        pipelines[doc_layers] = nlp
+    texts = [eg.reference.text for eg in ner_examples(pipelines["all"])[:6]]
+    assert pipelines["mix"].get_pipe("elmo").keeps_layers
+    for full, lean in zip(pipelines["all"].pipe(texts), pipelines["mix"].pipe(texts), strict=True):
+        np.testing.assert_array_equal(lean._.elmo["layers"], full._.elmo["layers"])
+        assert [(e.start, e.end, e.label_) for e in lean.ents] == [(e.start, e.end, e.label_) for e in full.ents]
+    # Without the listener (replaced by an inline biLM), the elmo component keeps only the mix.
+    lean_nlp = pipelines["mix"]
+    lean_nlp.replace_listeners("elmo", "ner", ["model.tok2vec"])
+    assert not lean_nlp.get_pipe("elmo").keeps_layers
+    doc = lean_nlp(texts[0])
+    assert "layers" not in doc._.elmo and doc._.elmo["vectors"].shape == (len(doc), LAYER_WIDTH)

@@ -70,16 +70,25 @@ class ElmoBiLM(nn.Module):
         state: StateMode = "reset",
         initialize: bool = True,
         word_cache_size: int = DEFAULT_CACHE_WORDS,
+        *,
+        token_encoder: nn.Module | None = None,
+        boundary_ids: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """``initialize=False`` leaves the parameters unset, for a caller that assigns them all."""
+        """``initialize=False`` leaves the parameters unset, for a caller that assigns them all.
+
+        Another input format (``efml``) passes its own ``token_encoder`` (token id rows
+        ``(n, W)`` to ``(n, P)``) and the id rows ``(W,)`` of its ``<S>`` and ``</S>``, and
+        overrides ``batch_ids``; the default is bilm-tf's character ids and ``TokenEncoder``.
+        """
         super().__init__()
         self.options = options
         self.state = check_state_mode(state)
-        self.token_encoder = TokenEncoder(options, initialize=initialize)
+        self.token_encoder = TokenEncoder(options, initialize=initialize) if token_encoder is None else token_encoder
         self.lstm = ElmoLstm(options, initialize=initialize)
         self.word_cache = WordVectorCache(word_cache_size)
-        self.register_buffer("bos_ids", torch.from_numpy(BOS_IDS.copy()), persistent=False)
-        self.register_buffer("eos_ids", torch.from_numpy(EOS_IDS.copy()), persistent=False)
+        bos_ids, eos_ids = (BOS_IDS, EOS_IDS) if boundary_ids is None else boundary_ids
+        self.register_buffer("bos_ids", torch.from_numpy(np.array(bos_ids, dtype=np.int64)), persistent=False)
+        self.register_buffer("eos_ids", torch.from_numpy(np.array(eos_ids, dtype=np.int64)), persistent=False)
         self.precision = "fp32"
 
     @property
@@ -126,16 +135,21 @@ class ElmoBiLM(nn.Module):
         """Empty the inference cache of word vectors (it also empties itself when weights change)."""
         self.word_cache.clear()
 
+    def batch_ids(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        """The input of ``forward`` for tokenized sentences: ``(B, N, W)`` token id rows,
+        all zeros past a sentence's end (bilm-tf: ``W = 50`` character ids)."""
+        return batch_to_char_ids(sentences)
+
     def embed_tokens(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Context-insensitive embeddings: ``(n, 50)`` char ids to ``(n, P)``."""
+        """Context-insensitive embeddings: ``(n, W)`` id rows (bilm-tf: 50 char ids) to ``(n, P)``."""
         return self.token_encoder(char_ids)
 
     def forward(self, char_ids: torch.Tensor) -> BiLMOutput:
         """Run the biLM over a batch of sentences.
 
         Args:
-            char_ids: ``(B, N, 50)`` from ``batch_to_char_ids``, without ``<S>``
-                and ``</S>``; all-zero rows are padding tokens.
+            char_ids: ``(B, N, W)`` from ``batch_ids`` (``W = 50`` character ids for
+                bilm-tf), without ``<S>`` and ``</S>``; all-zero rows are padding tokens.
 
         Returns:
             ``BiLMOutput`` with ``layers (n_layers + 1, B, N, 2P)``: layer 0 is
@@ -234,7 +248,7 @@ class ElmoBiLM(nn.Module):
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
-                layers = self._embed_packed(batch_to_char_ids([sentences[i] for i in indices]))
+                layers = self._embed_packed(self.batch_ids([sentences[i] for i in indices]))
                 offset = 0
                 for i in indices:
                     results[i] = np.ascontiguousarray(layers[:, offset : offset + len(sentences[i])])

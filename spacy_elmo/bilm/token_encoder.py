@@ -229,14 +229,15 @@ class WordVectorCache:
         self._weights_key = None
 
     def encode(self, encoder: TokenEncoder, char_ids: torch.Tensor) -> torch.Tensor:
-        """``encoder(char_ids)`` for distinct rows ``(n, 50)``, encoding only the rows not cached."""
+        """``encoder(char_ids)`` for distinct rows ``(n, W)``, encoding only the rows not cached."""
         if self.max_words == 0:
             return encoder(char_ids)
         key = _weights_key(encoder)
         if key != self._weights_key:
             self._vectors.clear()
             self._weights_key = key
-        words = [row.tobytes() for row in char_ids.to(device="cpu", dtype=torch.int16).numpy()]
+        # int32: the rows of other input formats (efml) hold word ids beyond int16.
+        words = [row.tobytes() for row in char_ids.to(device="cpu", dtype=torch.int32).numpy()]
         vectors: list[torch.Tensor | None] = []
         missing: list[int] = []
         for k, word in enumerate(words):

@@ -218,7 +218,9 @@ def load_bilm(
 
     ``precision``: ``fp32`` (exact) or the faster ``bf16`` / ``int8`` of CPU inference
     (``ElmoBiLM.precision``). ``word_cache_size``: entries of the token encoder's
-    inference cache (``ElmoBiLM.word_cache_size``; 0 turns it off).
+    inference cache (``ElmoBiLM.word_cache_size``; 0 turns it off). ``spacy_elmo.load_bilm``
+    also takes one argument: a name, a directory of either format (an ELMoForManyLangs model
+    too), an archive or a URL.
 
     Every dataset's presence, shape and dtype are checked before the model is built;
     the values are then read block by block straight into the parameters (no second
@@ -238,8 +240,18 @@ def load_bilm(
     return model.eval()
 
 
+def _check_bilm_tf(model: ElmoBiLM) -> None:
+    from .efml import EfmlBiLM
+
+    if isinstance(model, EfmlBiLM):
+        raise ElmoWeightsError(
+            "an ELMoForManyLangs model has no bilm-tf weight file layout; save it with bilm.efml.save_efml"
+        )
+
+
 def weight_arrays(model: ElmoBiLM) -> dict[str, np.ndarray]:
     """The model's parameters as reference-layout float32 arrays, by dataset name."""
+    _check_bilm_tf(model)
     parameters = {name: p.detach().cpu().float().numpy() for name, p in model.named_parameters()}
     arrays = {}
     for entry in weight_entries(model.options):
@@ -258,14 +270,20 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it into place.
 
     A failure leaves ``path`` as it was and no temporary file behind. The file
     gets the ordinary permissions (``0o666`` less the umask), not mkstemp's 0600.
+    The temporary file is ``.<name>.<pid>.<random>.tmp``, so that a process killed before
+    it could clean up leaves a file ``remove_stale_temp_files`` recognises as dead.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -275,6 +293,44 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Delete the temporary files ``atomic_write`` left beside ``path`` in processes that are gone.
+
+    A process killed with SIGKILL (or by the OOM killer) cannot remove its temporary file; the next
+    write of the same ``path`` calls this. Files of live processes (a concurrent writer) are kept.
+    Returns the files removed.
+    """
+    prefix = _temp_prefix(path)
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _process_is_alive(pid):
+            continue
+        try:
+            candidate.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(candidate)
+    return removed
 
 
 def write_weights(model: ElmoBiLM, weight_file: str | Path) -> None:

@@ -28,6 +28,7 @@ import torch
 
 from ..bilm.chars import BOS_TOKEN, EOS_TOKEN, MAX_WORD_LENGTH, word_to_char_ids
 from ..errors import ElmoError
+from ..text_lines import EncodingErrors, TextEncodingError, iter_text_lines
 
 UNK_TOKEN = "<UNK>"
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
@@ -92,17 +93,28 @@ class SentenceTokenizer:
                     yield tokens
 
 
-def read_lines(files: list[Path]) -> Iterator[str]:
+ENCODING_HINT = "; pass --encoding-errors replace to read such bytes as U+FFFD"
+
+
+def read_lines(files: list[Path], encoding_errors: EncodingErrors = "strict") -> Iterator[str]:
+    """The lines of every file (LF, CRLF or CR line ends; a UTF-8 BOM dropped).
+
+    ``encoding_errors="strict"``: a byte that is not UTF-8 raises ``PretrainDataError`` naming the file,
+    line and byte; ``"replace"`` reads it as U+FFFD.
+    """
     for file in files:
         try:
-            with file.open(encoding="utf-8", errors="replace") as handle:
-                yield from handle
+            yield from iter_text_lines(file, encoding_errors, hint=ENCODING_HINT)
         except OSError as err:
             raise PretrainDataError(f"cannot read {file}: {err}") from None
+        except TextEncodingError as err:
+            raise PretrainDataError(str(err)) from None
 
 
-def _fingerprint(files: list[Path], tokenizer: SentenceTokenizer) -> str:
-    digest = hashlib.sha256(f"{tokenizer.mode}:{tokenizer.lang}".encode())
+def _fingerprint(files: list[Path], tokenizer: SentenceTokenizer, encoding_errors: str = "strict") -> str:
+    # Shards read with "replace" may hold U+FFFD for bad bytes: a strict run must not reuse them.
+    mode = f"{tokenizer.mode}:{tokenizer.lang}" + (":replace" if encoding_errors == "replace" else "")
+    digest = hashlib.sha256(mode.encode())
     for file in files:
         stat = file.stat()
         digest.update(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -135,16 +147,18 @@ def tokenize_corpus(
     what: str = "training text",
     shard_sentences: int = DEFAULT_SHARD_SENTENCES,
     progress: bool = False,
+    encoding_errors: EncodingErrors = "strict",
 ) -> TokenizedCorpus:
     """Tokenize ``source`` into shards under ``directory`` once; later calls reuse them.
 
     The manifest (``manifest.json``) records the source files' sizes and times; a change re-tokenizes.
-    Raises ``PretrainDataError`` if the text is missing or holds no tokens.
+    Raises ``PretrainDataError`` if the text is missing, not UTF-8 (unless ``encoding_errors="replace"``)
+    or holds no tokens.
     """
     files = text_files(source, what)
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
-    fingerprint = _fingerprint(files, tokenizer)
+    fingerprint = _fingerprint(files, tokenizer, encoding_errors)
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("fingerprint") == fingerprint:
@@ -168,7 +182,7 @@ def tokenize_corpus(
         shards.append(name)
         buffer.clear()
 
-    sentences = tokenizer(read_lines(files))
+    sentences = tokenizer(read_lines(files, encoding_errors))
     if progress:
         from tqdm import tqdm
 

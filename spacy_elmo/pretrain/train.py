@@ -5,6 +5,9 @@
 carried LSTM state and RNG states), ``log.jsonl`` (one object per evaluation) and the export
 ``options.json`` + ``weights.hdf5`` in the bilm-tf / AllenNLP layout.
 
+A checkpoint file holds tensors and state dicts only, plus its other state as one JSON string, and is
+read with ``torch.load(..., weights_only=True)``: a run directory from elsewhere cannot run code.
+
 Optimiser and schedule follow bilm-tf: Adagrad (lr 0.2, initial accumulator 1.0), gradients of
 ``loss * unroll_steps``, averaged over processes, clipped to a global norm of 10.
 """
@@ -14,11 +17,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import distributed as dist
 from torch import nn
@@ -27,6 +34,7 @@ from ..bilm.lstm import State
 from ..bilm.options import ElmoOptions
 from ..bilm.weights import atomic_write, load_bilm, save_bilm
 from ..errors import ElmoError
+from ..text_lines import ENCODING_ERRORS
 from .data import (
     LMBatch,
     LMBatcher,
@@ -46,6 +54,7 @@ LOG_NAME = "log.jsonl"
 VOCAB_NAME = "vocab.txt"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_CHECKPOINT = "model.pt"
+CHECKPOINT_FORMAT = "spacy-elmo.pretrain-checkpoint.v2"
 # Settings a resumed run may change; everything else comes from the run's config.json.
 RESUMABLE_OVERRIDES = ("max_steps", "state_reset_probability", "eval_every", "checkpoint_every")
 
@@ -71,6 +80,8 @@ class PretrainConfig:
     threads: int | None = None
     device: str | None = None
     progress: bool = True
+    # "strict": bytes that are not UTF-8 are an error naming the line; "replace": read as U+FFFD.
+    encoding_errors: str = "strict"
 
     def settings(self) -> TrainingSettings:
         return override_training(get_preset(self.preset).training, self.overrides)
@@ -188,8 +199,50 @@ def export_model(model: BiLMLanguageModel, directory: str | Path, training_keys:
         bilm.options = original
 
 
-def _save_torch(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+def save_checkpoint_file(path: Path, tensors: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write ``tensors`` (tensors, state dicts, lists of tensors) and ``state`` (JSON data) atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "tensors": tensors, "state_json": json.dumps(state)}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(tensors, state)`` of a checkpoint, read with ``weights_only=True`` (no code can run).
+
+    Checkpoints of earlier versions (one dict of tensors and plain data) are read too.
+    """
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PretrainError(
+            f"{path} is not a checkpoint this package can read: only tensors and plain data are loaded "
+            f"(weights_only), and this file holds something else or is damaged ({reason})"
+        ) from None
+    if not isinstance(saved, dict):
+        raise PretrainError(f"{path} is not a pretraining checkpoint (it holds a {type(saved).__name__})")
+    if saved.get("format") == CHECKPOINT_FORMAT:
+        return saved["tensors"], json.loads(saved["state_json"])
+    return saved, saved
+
+
+def _python_rng_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_python_rng_state(state: list[Any]) -> None:
+    version, internal, gauss = state
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _numpy_rng_state() -> list[Any]:
+    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    return [name, keys.tolist(), int(position), int(has_gauss), float(cached)]
+
+
+def _set_numpy_rng_state(state: list[Any]) -> None:
+    name, keys, position, has_gauss, cached = state
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
 
 
 def _rank_checkpoint(directory: Path, rank: int, step: int) -> Path:
@@ -268,6 +321,7 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
                 overrides[key] = config.overrides[key]
         resumed = replace(
             saved,
+            output_dir=config.output_dir,  # where the run is now (it may have been moved or copied)
             overrides=overrides,
             max_time_minutes=config.max_time_minutes,
             threads=config.threads,
@@ -275,18 +329,48 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
             progress=config.progress,
         )
         resumed.settings()  # validate
-        if ctx.is_main and resumed.overrides != saved.overrides:
+        if ctx.is_main and (resumed.overrides != saved.overrides or resumed.output_dir != saved.output_dir):
             _write_json(config_path, asdict(resumed))
         return resumed
     if checkpoint.is_file():
         raise PretrainError(
             f"{output} already holds a checkpoint: pass --resume to continue it, or choose a new directory"
         )
+    if output.exists() and not output.is_dir():
+        raise PretrainError(f"OUTPUT_DIR {output} is a file, not a directory")
+    if output.is_dir() and any(output.iterdir()) and not _is_own_run(output):
+        raise PretrainError(
+            f"OUTPUT_DIR {output} is not empty and is not a pretraining run (it has no {CONFIG_NAME} written by "
+            "pretrain): choose a new or empty directory; to continue a run, pass its directory with --resume"
+        )
     config.settings()  # validate before any work
     if ctx.is_main:
         output.mkdir(parents=True, exist_ok=True)
         _write_json(config_path, asdict(config))
     return config
+
+
+def _is_own_run(output: Path) -> bool:
+    """Whether ``output`` holds a ``config.json`` written by ``pretrain`` (a run stopped before a checkpoint)."""
+    try:
+        saved = json.loads((output / CONFIG_NAME).read_text(encoding="utf-8"))
+        PretrainConfig(**saved)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _remove_new_run(output: Path, created: bool) -> None:
+    """Undo a new run that failed before its first checkpoint: ``output`` was absent (``created``) or empty."""
+    if created:
+        shutil.rmtree(output, ignore_errors=True)
+        return
+    if output.is_dir():
+        for child in output.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
 def _tokenize(config: PretrainConfig, ctx: DistributedContext) -> tuple[TokenizedCorpus, TokenizedCorpus | None]:
@@ -296,10 +380,15 @@ def _tokenize(config: PretrainConfig, ctx: DistributedContext) -> tuple[Tokenize
 
     def run() -> tuple[TokenizedCorpus, TokenizedCorpus | None]:
         show = config.progress and ctx.is_main
-        train = tokenize_corpus(config.train, output / "data" / "train", tokenizer, "training text", progress=show)
+        errors = config.encoding_errors
+        train = tokenize_corpus(
+            config.train, output / "data" / "train", tokenizer, "training text", progress=show, encoding_errors=errors
+        )
         dev = None
         if config.dev is not None:
-            dev = tokenize_corpus(config.dev, output / "data" / "dev", tokenizer, "dev text", progress=show)
+            dev = tokenize_corpus(
+                config.dev, output / "data" / "dev", tokenizer, "dev text", progress=show, encoding_errors=errors
+            )
         return train, dev
 
     if ctx.is_main:
@@ -311,10 +400,21 @@ def _tokenize(config: PretrainConfig, ctx: DistributedContext) -> tuple[Tokenize
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) a biLM as ``config`` says, then export it; returns the last log entry."""
+    """Train (or resume) a biLM as ``config`` says, then export it; returns the last log entry.
+
+    A new run that fails (or is interrupted) before its first checkpoint leaves ``OUTPUT_DIR`` as it
+    found it: absent or empty.
+    """
     ctx = init_distributed(config.device)
+    output = Path(config.output_dir)
+    created = not output.exists()
+    new_run = not resume and (created or (output.is_dir() and not any(output.iterdir())))
     try:
         return _pretrain(config, resume, ctx)
+    except BaseException:
+        if new_run and ctx.is_main and not (output / CHECKPOINT_DIR / MODEL_CHECKPOINT).is_file():
+            _remove_new_run(output, created)
+        raise
     finally:
         if ctx.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -326,6 +426,8 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
         if path is not None and not Path(path).exists():
             raise PretrainDataError(f"{what} not found: {path}")
     get_preset(config.preset)
+    if config.encoding_errors not in ENCODING_ERRORS:
+        raise PretrainError(f"encoding_errors must be one of {ENCODING_ERRORS}, found {config.encoding_errors!r}")
     config = _prepare_output(config, resume, ctx)
     settings = config.settings()
     threads = config.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -372,23 +474,27 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     tokens_seen = 0
 
     if resume:
-        saved = torch.load(checkpoints / MODEL_CHECKPOINT, map_location=ctx.device, weights_only=False)
-        if saved["world_size"] != ctx.world_size:
+        saved, saved_state = load_checkpoint_file(checkpoints / MODEL_CHECKPOINT, map_location=ctx.device)
+        if saved_state["world_size"] != ctx.world_size:
             raise PretrainError(
-                f"--resume: the checkpoint was written by {saved['world_size']} processes, this run has "
+                f"--resume: the checkpoint was written by {saved_state['world_size']} processes, this run has "
                 f"{ctx.world_size}; resume with the same number"
             )
-        step = saved["step"]
+        step = saved_state["step"]
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        rank_state = torch.load(_rank_checkpoint(checkpoints, ctx.rank, step), map_location="cpu", weights_only=False)
+        rank_tensors, rank_state = load_checkpoint_file(_rank_checkpoint(checkpoints, ctx.rank, step))
         forward_batcher.load_state_dict(rank_state["forward_batcher"])
         backward_batcher.load_state_dict(rank_state["backward_batcher"])
-        states = [(h.to(ctx.device), c.to(ctx.device)) for h, c in rank_state["states"]]
-        torch.set_rng_state(rank_state["torch_rng"])
-        model.sampler.set_state(rank_state["sampler_rng"])
-        if rank_state.get("cuda_rng") is not None and ctx.device.type == "cuda":
-            torch.cuda.set_rng_state(rank_state["cuda_rng"], ctx.device)
+        states = [(h.to(ctx.device), c.to(ctx.device)) for h, c in rank_tensors["states"]]
+        torch.set_rng_state(rank_tensors["torch_rng"])
+        model.sampler.set_state(rank_tensors["sampler_rng"])
+        if rank_tensors.get("cuda_rng") is not None and ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rank_tensors["cuda_rng"], ctx.device)
+        if rank_state.get("numpy_rng") is not None:
+            _set_numpy_rng_state(rank_state["numpy_rng"])
+        if rank_state.get("python_rng") is not None:
+            _set_python_rng_state(rank_state["python_rng"])
         elapsed, tokens_seen = rank_state["elapsed"], rank_state["tokens_seen"]
         if ctx.is_main:
             _truncate_log(run_dir / LOG_NAME, step)
@@ -406,29 +512,31 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     tokens_per_step = settings.batch_size * settings.unroll_steps * ctx.world_size
 
     def save_checkpoint() -> None:
-        rank_state = {
-            "step": step,
-            "forward_batcher": forward_batcher.state_dict(),
-            "backward_batcher": backward_batcher.state_dict(),
+        rank_tensors = {
             "states": [(h.cpu(), c.cpu()) for h, c in states],
             "torch_rng": torch.get_rng_state(),
             "sampler_rng": model.sampler.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None,
+        }
+        rank_state = {
+            "step": step,
+            "forward_batcher": forward_batcher.state_dict(),
+            "backward_batcher": backward_batcher.state_dict(),
+            "numpy_rng": _numpy_rng_state(),
+            "python_rng": _python_rng_state(),
             "elapsed": elapsed,
             "tokens_seen": tokens_seen,
             # Lets anyone check that every rank holds the same weights (DDP keeps them in sync).
             "parameter_checksum": float(sum(p.detach().double().sum() for p in model.parameters())),
         }
-        _save_torch(rank_state, _rank_checkpoint(checkpoints, ctx.rank, step))
+        save_checkpoint_file(_rank_checkpoint(checkpoints, ctx.rank, step), rank_tensors, rank_state)
         ctx.barrier()
         if ctx.is_main:
-            full = {
-                "step": step,
-                "world_size": ctx.world_size,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-            }
-            _save_torch(full, checkpoints / MODEL_CHECKPOINT)
+            save_checkpoint_file(
+                checkpoints / MODEL_CHECKPOINT,
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+                {"step": step, "world_size": ctx.world_size},
+            )
             # Keep this step's rank files and the previous ones (in case a kill lands mid-save).
             for old in checkpoints.glob("rank*-step*.pt"):
                 old_step = int(old.stem.split("-step")[1])
@@ -568,7 +676,14 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log entries written after the checkpoint being resumed (they will be written again)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill while it was appended
+        if entry["step"] <= step:
+            kept.append(line)
     atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8"))
 
 
@@ -582,7 +697,7 @@ def load_checkpoint(output_dir: str | Path) -> tuple[BiLMLanguageModel, Vocabula
     config = PretrainConfig(**json.loads(config_path.read_text(encoding="utf-8")))
     settings = config.settings()
     vocab = Vocabulary.load(output / VOCAB_NAME)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved, _ = load_checkpoint_file(checkpoint)
     options = get_preset(config.preset).options
     if config.init_from is not None:
         options = ElmoOptions.from_dict(json.loads((Path(config.init_from) / "options.json").read_text()))
@@ -610,7 +725,9 @@ def export_checkpoint(output_dir: str | Path, to: str | Path | None = None) -> t
     return paths
 
 
-def evaluate_text(output_dir: str | Path, text: str | Path, max_tokens: int | None = None) -> dict[str, float]:
+def evaluate_text(
+    output_dir: str | Path, text: str | Path, max_tokens: int | None = None, encoding_errors: str = "strict"
+) -> dict[str, float]:
     """Exact perplexities of a run's latest checkpoint on held-out ``text`` (tokenized as the run's text was)."""
     import tempfile
 
@@ -618,5 +735,5 @@ def evaluate_text(output_dir: str | Path, text: str | Path, max_tokens: int | No
     settings = replace(config.settings(), dev_max_tokens=max_tokens)
     tokenizer = SentenceTokenizer(config.lang, config.tokenizer)
     with tempfile.TemporaryDirectory() as directory:
-        corpus = tokenize_corpus(text, directory, tokenizer, "evaluation text")
+        corpus = tokenize_corpus(text, directory, tokenizer, "evaluation text", encoding_errors=encoding_errors)
         return evaluate(model, corpus, vocab, settings)
