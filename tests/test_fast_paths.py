@@ -321,3 +321,19 @@ def test_word_cache_is_dropped_when_parameter_data_is_replaced() -> None:
     model.clear_caches()
     assert torch.equal(after, fast_layers(model, char_ids))
     assert (after - before).abs().max().item() > 1e-4
+
+
+def test_fast_path_final_states_when_every_row_ends_before_the_last_step() -> None:
+    """Inputs longer than every row: same outputs and final states as the autograd path."""
+    torch.manual_seed(0)
+    layer = lstm_module.ProjectedLstmLayer(5, 6, 4, cell_clip=3.0, proj_clip=3.0)
+    lengths = [5, 3, 3, 1]
+    inputs = torch.randn(len(lengths), 8, 5)
+    initial = (torch.randn(len(lengths), 4), torch.randn(len(lengths), 6))
+    with torch.no_grad():
+        expected, (h_ref, c_ref) = layer(inputs, lengths, initial)
+        outputs = inputs.new_zeros(8, len(lengths), 4)
+        h, c = lstm_module.run_direction_inference(layer, inputs, lengths, initial, outputs, len(lengths))
+    assert h.shape == h_ref.shape and c.shape == c_ref.shape
+    assert torch.allclose(outputs.transpose(0, 1), expected, atol=TOLERANCE, rtol=0)
+    assert torch.allclose(h, h_ref, atol=TOLERANCE, rtol=0) and torch.allclose(c, c_ref, atol=TOLERANCE, rtol=0)

@@ -208,7 +208,7 @@ def run_direction_inference(
             # Rows [still, active) have ended: their state is final.
             final_h.append(hidden[still:active])
             final_c.append(cell[still:active])
-            cell, active = cell[:still], still
+            hidden, cell, active = hidden[:still], cell[:still], still
         if active == 0:
             break
         rows = grouped_rows(active, batch)
