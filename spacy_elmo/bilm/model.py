@@ -59,9 +59,9 @@ class ElmoBiLM(nn.Module):
 
     In inference (eval mode, no gradient into the token encoder) the token encoder's
     output for each distinct token is kept in an LRU cache of ``word_cache_size``
-    entries (0: no cache), keyed by the token's character ids: only tokens not seen
-    recently go through the CNN, highway layers and projection. It empties itself when
-    the weights change.
+    entries (0: no cache), keyed by the token's input id row (bilm-tf: its character
+    ids): only tokens not seen recently go through the token encoder (CNN, highway
+    layers, projection). It empties itself when the weights change.
     """
 
     def __init__(
