@@ -10,7 +10,10 @@ Original configurations. Each (model, batch size, state mode) runs in fresh work
 processes (``bench/worker.py``), one per implementation, so load time and peak RSS are
 measured per configuration. With ``--allennlp-python``, both workers stay up and take turns
 run by run (who goes first alternates), so load from other processes hits both alike.
-Writes ``<out>/bench-<time>.json`` and ``.md`` and prints the markdown table.
+Before the runs it measures this machine's sustained fp32 GEMM rate (``bench/roofline.py``:
+NumPy's BLAS and oneDNN on the LSTM's shapes, with ``--threads`` threads) and reports each
+row's tokens/s as a fraction of the model's compute roofline (that rate over the model's
+FLOPs per token). Writes ``<out>/bench-<time>.json`` and ``.md`` and prints the markdown table.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from roofline import flops_per_token, measure_sgemm
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -179,6 +184,13 @@ def run_configuration(
         }
     if "allennlp" in result:
         result["speedup"] = result["ours"]["tokens_per_s"]["median"] / result["allennlp"]["tokens_per_s"]["median"]
+    flops = flops_per_token(json.loads(files[0].read_text()), n_tokens, result["n_sentences"])
+    result["flops_per_token"] = flops
+    result["roofline_tokens_per_s"] = args.sgemm["best_gflops"] * 1e9 / flops["total"]
+    for worker in workers:
+        result[worker.impl]["roofline_fraction"] = (
+            result[worker.impl]["tokens_per_s"]["median"] / result["roofline_tokens_per_s"]
+        )
     return result
 
 
@@ -215,26 +227,40 @@ def rate(stats: dict[str, float]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    sgemm = report["sgemm"]
+    rates = sgemm["gflops"]
+    shapes = ", ".join(
+        f"{shape} {rates['numpy'][shape]:.0f} / {rates['onednn'].get(shape, 0):.0f}" for shape in rates["numpy"]
+    )
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {report['threads']} torch threads; Python {m['python']}, "
         f"torch {m['torch']}. Load average {report['load_before']} before, {report['load_after']} after. "
         f"Runs: {report['runs']} timed after {report['warmup']} warm-up; tokens/s as median (min-max).",
         "",
-        "| model | batch | state | tokens/s spacy_elmo | tokens/s AllenNLP | speedup | peak RSS MB ours / AllenNLP "
-        "| load s ours / AllenNLP |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Sustained fp32 GEMM on {sgemm['threads']} threads, GFLOP/s NumPy BLAS / oneDNN (M x K x N): {shapes}; "
+        f"the roofline uses the best, {sgemm['best_gflops']:.0f} GFLOP/s.",
+        "",
+        "| model | batch | state | tokens/s spacy_elmo | tokens/s AllenNLP | speedup | roofline tokens/s "
+        "| of roofline ours / AllenNLP | peak RSS MB ours / AllenNLP | load s ours / AllenNLP |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         ours, theirs = r["ours"], r.get("allennlp")
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {r['state']} | {rate(ours['tokens_per_s'])} | "
             + (f"{rate(theirs['tokens_per_s'])} | {r['speedup']:.2f}x | " if theirs else "- | - | ")
-            + f"{ours['peak_rss_inference_mb']:.0f} / "
+            + f"{r['roofline_tokens_per_s']:.0f} | {100 * ours['roofline_fraction']:.0f}% / "
+            + (f"{100 * theirs['roofline_fraction']:.0f}%" if theirs else "-")
+            + f" | {ours['peak_rss_inference_mb']:.0f} / "
             + (f"{theirs['peak_rss_inference_mb']:.0f}" if theirs else "-")
             + f" | {ours['load_s']:.2f} / "
             + (f"{theirs['load_s']:.2f} |" if theirs else "- |")
         )
     lines.append("")
+    lines.append(
+        "Roofline: the sustained GEMM rate over the model's FLOPs per token (every token through the whole "
+        "token encoder, as the reference computes it; the LSTM's <S> and </S> positions included)."
+    )
     lines.append(
         "Peak RSS is the process's high-water mark while embedding (restarted after loading; weights included); "
         f"{report['results'][0]['n_tokens'] if report['results'] else 0} tokens per timed run at the first row."
@@ -283,8 +309,12 @@ def main() -> None:
     all_sentences = [line for line in args.sentences.read_text(encoding="utf-8").splitlines() if line.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    print(f"measuring sustained sgemm on {args.threads} threads", flush=True)
+    args.sgemm = measure_sgemm(args.threads)
+    print(f"best {args.sgemm['best_gflops']:.0f} GFLOP/s", flush=True)
     report: dict[str, Any] = {
         "machine": machine(),
+        "sgemm": args.sgemm,
         "threads": args.threads,
         "runs": args.runs,
         "warmup": args.warmup,
@@ -301,7 +331,10 @@ def main() -> None:
                 result = run_configuration(model, files, sentences_file, batch_size, state, args)
                 report["results"].append(result)
                 ours = result["ours"]
-                line = f"{model} batch {batch_size} {state}: ours {rate(ours['tokens_per_s'])} tok/s"
+                line = (
+                    f"{model} batch {batch_size} {state}: ours {rate(ours['tokens_per_s'])} tok/s "
+                    f"({100 * ours['roofline_fraction']:.0f}% of roofline)"
+                )
                 if "allennlp" in result:
                     line += f", allennlp {rate(result['allennlp']['tokens_per_s'])} tok/s, {result['speedup']:.2f}x"
                 print(line, flush=True)

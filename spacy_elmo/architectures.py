@@ -20,6 +20,7 @@ from thinc.api import Dropout, Linear, Model, chain, with_array
 from thinc.layers.chain import init as chain_init
 from thinc.types import Floats2d, Floats3d
 
+from .bilm.token_encoder import DEFAULT_CACHE_WORDS
 from .errors import ElmoError
 from .layers.bilm_model import BiLMSettings, check_source, configure, elmo_bilm_model
 from .layers.listener import ElmoListener
@@ -48,6 +49,7 @@ def build_elmo_model_v2(
     precision: str = "fp32",
     max_batch_tokens: int = 4096,
     cache_tokens: int = 0,
+    word_cache_size: int = DEFAULT_CACHE_WORDS,
 ) -> Model[list[Doc], list[Floats3d]]:
     """The biLM over Docs. Output per Doc: ``(n_layers + 1, n_tokens, 2P)``.
 
@@ -56,7 +58,8 @@ def build_elmo_model_v2(
     ``get_units``: the unit splitter (null: ``spacy-elmo.doc_units.v1`` with its defaults).
     ``state``: ``reset`` or ``stateful``. ``precision``: ``fp32`` (exact), ``bf16`` or ``int8``.
     ``max_batch_tokens``: padded tokens per biLM batch. ``cache_tokens``: tokens of unit outputs a
-    frozen ``reset`` biLM keeps (0: off).
+    frozen ``reset`` biLM keeps (0: off). ``word_cache_size``: distinct tokens whose context-free
+    encoding the biLM keeps at inference (0: off; ``ElmoBiLM.word_cache_size``).
     """
     settings = BiLMSettings(
         weights=weights,
@@ -66,6 +69,7 @@ def build_elmo_model_v2(
         precision=precision,
         max_batch_tokens=max_batch_tokens,
         cache_tokens=cache_tokens,
+        word_cache_size=word_cache_size,
     )
     return elmo_bilm_model(settings)
 
@@ -183,6 +187,7 @@ def model_config(settings: BiLMSettings, model_cfg: dict[str, Any]) -> dict[str,
         "precision": settings.precision,
         "max_batch_tokens": settings.max_batch_tokens,
         "cache_tokens": settings.cache_tokens,
+        "word_cache_size": settings.word_cache_size,
     }
 
 

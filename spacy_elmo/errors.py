@@ -26,3 +26,7 @@ class ElmoDownloadError(ElmoWeightsError):
         super().__init__(message)
         self.url = url
         self.status = status
+
+
+class ElmoPerformanceWarning(UserWarning):
+    """A setting that works but is known to be slow on this machine."""

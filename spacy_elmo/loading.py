@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .bilm import weights as bilm_weights
 from .bilm.efml import load_efml
 from .bilm.model import ElmoBiLM, StateMode
+from .bilm.token_encoder import DEFAULT_CACHE_WORDS, check_cache_size
 from .catalog import FORMAT_BILM_TF, FORMAT_EFML
 from .errors import ElmoWeightsError
 from .weights_source import ModelFiles, resolve_model
@@ -36,12 +37,21 @@ LOADERS: dict[str, Callable[[ModelFiles, StateMode, str], ElmoBiLM]] = {
 }
 
 
-def load_model_files(files: ModelFiles, *, state: StateMode = "reset", precision: str = "fp32") -> ElmoBiLM:
+def load_model_files(
+    files: ModelFiles,
+    *,
+    state: StateMode = "reset",
+    precision: str = "fp32",
+    word_cache_size: int = DEFAULT_CACHE_WORDS,
+) -> ElmoBiLM:
     """The biLM of resolved files, by their format; in eval mode on the CPU."""
+    check_cache_size(word_cache_size)
     loader = LOADERS.get(files.format)
     if loader is None:
         raise ElmoWeightsError(f"no reader for models in the '{files.format}' format ({files.directory})")
-    return loader(files, state, precision)
+    model = loader(files, state, precision)
+    model.word_cache_size = word_cache_size
+    return model
 
 
 def _is_url(value: PathOrName) -> bool:
@@ -57,6 +67,7 @@ def load_bilm(
     precision: str = "fp32",
     options_file: PathOrName | None = None,
     progress: bool = True,
+    word_cache_size: int = DEFAULT_CACHE_WORDS,
 ) -> ElmoBiLM:
     """Load a biLM; returned in eval mode on the CPU.
 
@@ -66,6 +77,8 @@ def load_bilm(
 
     ``options_file=`` is the keyword form of the first argument of the two-file call.
     ``precision``: ``fp32`` (exact), ``bf16`` or ``int8`` (``ElmoBiLM.precision``).
+    ``word_cache_size``: entries of the token encoder's inference cache (``ElmoBiLM.word_cache_size``;
+    0 turns it off).
     """
     if options_file is not None:
         if weight_file is None:
@@ -78,8 +91,10 @@ def load_bilm(
             raise TypeError("load_bilm(options_file, weight_file) takes no options=")
         if not _is_url(source or "") and not _is_url(weight_file):
             assert source is not None
-            return bilm_weights.load_bilm(source, weight_file, state=state, precision=precision)
+            return bilm_weights.load_bilm(
+                source, weight_file, state=state, precision=precision, word_cache_size=word_cache_size
+            )
         files = resolve_model(weight_file, source, progress=progress)
     else:
         files = resolve_model(source, options, progress=progress)
-    return load_model_files(files, state=state, precision=precision)
+    return load_model_files(files, state=state, precision=precision, word_cache_size=word_cache_size)

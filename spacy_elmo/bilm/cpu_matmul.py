@@ -1,17 +1,25 @@
-"""Matrix products of the no-grad inference path, through NumPy's BLAS where that is faster.
+"""Matrix products of the no-grad inference path, through the fastest CPU kernel at hand.
 
-On the CPUs this project is measured on (AMD EPYC, AVX2, torch 2.13 with MKL 2024.2),
-NumPy's OpenBLAS multiplies ELMo's shapes 1.5 to 4 times faster than torch's MKL: the
-recurrent ``(B, P) @ (P, 4C)`` product of the Original model at B = 32 runs at 70 vs 31
-GFLOP/s on 2 threads, at B = 8 at 47 vs 10 (see bench/RESULTS.md). NumPy works on the
-tensors' own memory (no copies); results equal ``torch.mm``'s up to float rounding.
+Three backends, chosen by ``SPACY_ELMO_MATMUL`` or ``set_matmul_backend``:
 
-The backend is chosen by ``SPACY_ELMO_MATMUL`` (``numpy``, the default, or ``torch``) or
-``set_matmul_backend``. NumPy is used only for CPU float32 tensors; anything else (GPU,
-bf16, autograd) goes through torch. NumPy's BLAS keeps as many threads as torch has
-(``torch.set_num_threads``). Inside ``blas_owns_threads`` torch itself runs on one
-thread: its idle OpenMP threads spin for a while after each parallel operation and,
-interleaved with BLAS calls step after step, halved the LSTM's speed.
+- ``onednn`` (the default where the CPU has AVX-512 and torch has oneDNN): torch's oneDNN
+  linear kernel. On the 2-core AMD EPYC (Zen 5, AVX-512) of bench/RESULTS.md it multiplies
+  ELMo's shapes about twice as fast as NumPy's OpenBLAS, whose kernels there are AVX2 ones:
+  the recurrent ``(32, 512) @ (512, 16384)`` of the Original model at 140 vs 86 GFLOP/s on
+  one core, ``(128, 512) @ (512, 16384)`` at 196 vs 103. It wants the weight as
+  ``(out, in)`` row-major, which is why the models' ``(in, out)`` weights are stored as
+  transposed views of ``(out, in)`` tensors (``transposed_parameter``). A bias or a
+  ``(M, N)`` addend is fused into the product.
+- ``numpy`` (the default elsewhere): NumPy's BLAS on the tensors' own memory (no copies); on
+  an AVX2 EPYC it ran the shapes 1.5 to 4.7 times faster than torch's MKL.
+- ``torch``: ``torch.mm``.
+
+Only CPU float32 tensors take the first two; anything else (GPU, bf16, autograd) goes
+through torch. Results equal ``torch.mm``'s up to float rounding. NumPy's BLAS and oneDNN
+keep as many threads as torch has (``torch.set_num_threads``). Inside ``blas_owns_threads``
+torch's own elementwise work runs on one thread: its idle OpenMP threads spin for a while
+after each parallel operation and, interleaved with BLAS calls step after step, halved the
+LSTM's speed.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -27,10 +35,36 @@ from typing import Any
 import numpy as np
 import torch
 
-BACKENDS = ("numpy", "torch")
-_backend = os.environ.get("SPACY_ELMO_MATMUL", "numpy")
-if _backend not in BACKENDS:
-    raise ValueError(f"SPACY_ELMO_MATMUL must be one of {BACKENDS}, found {_backend!r}")
+BACKENDS = ("onednn", "numpy", "torch")
+
+
+def onednn_available() -> bool:
+    """Whether torch's oneDNN linear kernel is there and the CPU has AVX-512 (where it was
+    measured faster than NumPy's BLAS; on AVX2 CPUs NumPy stays the default)."""
+    return (
+        torch.backends.mkldnn.is_available()
+        and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def default_backend() -> str:
+    """``onednn`` where ``onednn_available()``, else ``numpy``."""
+    return "onednn" if onednn_available() else "numpy"
+
+
+def _backend_from_environment() -> str:
+    name = os.environ.get("SPACY_ELMO_MATMUL", "auto")
+    if name == "auto":
+        return default_backend()
+    if name not in BACKENDS:
+        raise ValueError(f"SPACY_ELMO_MATMUL must be 'auto' or one of {BACKENDS}, found {name!r}")
+    if name == "onednn" and not onednn_available():
+        raise ValueError("SPACY_ELMO_MATMUL=onednn, but torch has no oneDNN linear kernel or the CPU no AVX-512")
+    return name
+
+
+_backend = _backend_from_environment()
 _blas_threads: int | None = None
 _owned_threads: int | None = None  # torch's thread count while blas_owns_threads is active
 _single_blas = False  # inside single_threaded_blas
@@ -41,10 +75,13 @@ _low_precision_weights: dict[int, tuple[weakref.ref[torch.Tensor], tuple[int, st
 
 
 def set_matmul_backend(name: str) -> str:
-    """Select ``numpy`` or ``torch`` for the inference path's CPU products; returns the previous one."""
+    """Select ``onednn``, ``numpy`` or ``torch`` for the inference path's CPU products; returns the
+    previous one."""
     global _backend
     if name not in BACKENDS:
         raise ValueError(f"matmul backend must be one of {BACKENDS}, found {name!r}")
+    if name == "onednn" and not onednn_available():
+        raise ValueError("the onednn backend needs torch with oneDNN and a CPU with AVX-512")
     previous, _backend = _backend, name
     return previous
 
@@ -82,14 +119,14 @@ os.register_at_fork(after_in_child=_forget_blas_threads_in_child)
 
 def threads_for_directions(*tensors: torch.Tensor) -> int:
     """Threads the LSTM's two directions may run in, inside ``blas_owns_threads``: 2 or 1."""
-    if _owned_threads is None or _single_blas or not uses_numpy(*tensors):
+    if _owned_threads is None or _single_blas or not uses_fast_kernels(*tensors):
         return 1
     return min(2, _owned_threads)
 
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """NumPy's BLAS on one thread in the block, for callers that run products in several threads."""
+    """NumPy's BLAS and oneDNN on one thread in the block, for callers that run products in several threads."""
     global _single_blas
     previous, _single_blas = _single_blas, True
     # Set here, in the calling thread, before other threads start products: OpenBLAS's
@@ -109,7 +146,7 @@ def blas_owns_threads(active: bool = True) -> Iterator[None]:
     operations. Nested use and ``active=False`` change nothing.
     """
     global _owned_threads
-    if not active or _backend != "numpy" or _owned_threads is not None:
+    if not active or _backend == "torch" or _owned_threads is not None:
         yield
         return
     threads = torch.get_num_threads()
@@ -125,6 +162,90 @@ def blas_owns_threads(active: bool = True) -> Iterator[None]:
 def uses_numpy(*tensors: torch.Tensor) -> bool:
     """Whether products of these tensors go through NumPy (CPU float32, backend ``numpy``)."""
     return _backend == "numpy" and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def uses_fast_kernels(*tensors: torch.Tensor) -> bool:
+    """Whether products of these tensors go through NumPy or oneDNN (CPU float32, not ``torch``)."""
+    return _backend != "torch" and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def transposed_parameter(in_dim: int, out_dim: int) -> torch.nn.Parameter:
+    """An uninitialised ``(in_dim, out_dim)`` weight stored as the transpose of a contiguous
+    ``(out_dim, in_dim)`` tensor: the layout oneDNN multiplies fastest, with no copy. Shape,
+    values, saving and loading are those of any ``(in, out)`` weight."""
+    return torch.nn.Parameter(torch.empty(out_dim, in_dim).t())
+
+
+def initialize_in_logical_order(parameter: torch.Tensor, initializer: Callable[[torch.Tensor], object]) -> None:
+    """Run a random ``initializer`` on a contiguous tensor of ``parameter``'s shape and copy it in,
+    so that a seed gives the same values whatever the parameter's memory layout."""
+    values = torch.empty(parameter.shape, dtype=parameter.dtype, device=parameter.device)
+    initializer(values)
+    with torch.no_grad():
+        parameter.copy_(values)
+
+
+def _uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """oneDNN for CPU float32 ``a (M, K) @ b (K, N)`` with ``b`` stored transposed (``b.t()`` contiguous)."""
+    return (
+        _backend == "onednn"
+        and a.device.type == "cpu"
+        and a.dtype == torch.float32
+        and b.dtype == torch.float32
+        and b.device.type == "cpu"
+        and b.t().is_contiguous()
+    )
+
+
+@contextmanager
+def _onednn_threads() -> Iterator[None]:
+    """torch (whose OpenMP threads oneDNN uses) on the products' thread count for one call."""
+    wanted = 1 if _single_blas else (_owned_threads or torch.get_num_threads())
+    current = torch.get_num_threads()
+    if wanted == current:
+        yield
+        return
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(current)
+
+
+def _onednn_linear(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    with _onednn_threads():
+        return torch.ops.mkldnn._linear_pointwise(a.detach(), b.detach().t(), bias, "none", [], "")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); without it torch's bf16
+    products ran 58 times slower than fp32 on an AVX2 EPYC (bench/RESULTS.md)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(check is not None for check in checks):
+        return any(check() for check in checks)  # type: ignore[misc]
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def precision_problem(name: str) -> str | None:
+    """Why precision ``name`` would be slow on this CPU, or None."""
+    if name == "bf16" and not cpu_has_bf16():
+        return (
+            "precision 'bf16' needs a CPU with AVX512-BF16 or AMX, which this one lacks: its bf16 products "
+            "fall back to a slow kernel (58x slower than fp32 on an AVX2 CPU); use 'int8' or 'fp32'"
+        )
+    return None
 
 
 def check_precision(name: str) -> str:
@@ -186,7 +307,9 @@ def matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Te
         else:
             out.copy_(torch.ops.quantized.linear_dynamic(a.contiguous(), weight, True))
         return out
-    if uses_numpy(out, a, b):
+    if _uses_onednn(a, b) and out.dtype == torch.float32:
+        out.copy_(_onednn_linear(a, b, None))
+    elif uses_numpy(out, a, b):
         _match_blas_threads()
         np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.detach().numpy())
     else:
@@ -200,5 +323,17 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``bias + a @ b`` with ``bias (N,)``: a new ``(M, N)`` tensor, without autograd."""
+    """``bias + a @ b`` with ``bias (N,)``: a new ``(M, N)`` tensor, without autograd (oneDNN: fused)."""
+    if _precision == "fp32" and _uses_onednn(a, b) and bias.dtype == torch.float32:
+        return _onednn_linear(a, b, bias.detach())
     return matmul(a, b).add_(bias)
+
+
+def matmul_add(a: torch.Tensor, b: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
+    """``addend + a @ b`` for ``addend (M, N)``, without autograd. With oneDNN the sum is fused
+    into the product and comes back as a new tensor; otherwise ``addend`` is updated in place
+    and returned."""
+    if _precision == "fp32" and _uses_onednn(a, b) and addend.dtype == torch.float32:
+        with _onednn_threads():
+            return torch.ops.mkldnn._linear_pointwise.binary(a.detach(), addend, b.detach().t(), None, "add")
+    return addend.add_(matmul(a, b))

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import ElmoOptionsError, ElmoWeightsError
+from .cpu_matmul import initialize_in_logical_order, transposed_parameter
 from .model import ElmoBiLM, StateMode
 from .options import SUPPORTED_ACTIVATIONS, ElmoOptions
 from .token_encoder import DEFAULT_CHUNK_TOKENS, Highway, affine
@@ -394,14 +395,15 @@ class EfmlTokenEncoder(nn.Module):
         self.convolutions = nn.ModuleList(nn.Conv1d(config.char_dim, n, w) for w, n in config.filters)
         self.highways = nn.ModuleList(Highway(config.n_filters, initialize) for _ in range(config.n_highway))
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
-        self.projection_weight = nn.Parameter(torch.empty(config.token_dim, config.projection_dim))
+        # stored transposed, as oneDNN multiplies it fastest (see cpu_matmul)
+        self.projection_weight = transposed_parameter(config.token_dim, config.projection_dim)
         self.projection_bias = nn.Parameter(torch.zeros(config.projection_dim))
         self.char_pad = char_pad
         self.output_dim = config.projection_dim
         self.chunk_tokens = chunk_tokens
         if initialize:
-            with torch.no_grad():
-                nn.init.normal_(self.projection_weight, 0.0, (1.0 / config.token_dim) ** 0.5)
+            std = (1.0 / config.token_dim) ** 0.5
+            initialize_in_logical_order(self.projection_weight, lambda w: nn.init.normal_(w, 0.0, std))
 
     def _characters(self, chars: torch.Tensor) -> torch.Tensor:
         """``(n, max_chars)`` character ids to ``(n, n_filters)``: max over positions, then the activation."""

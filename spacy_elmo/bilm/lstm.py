@@ -9,12 +9,22 @@ file's value bit for bit.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
-from .cpu_matmul import matmul_into, single_threaded_blas, threads_for_directions
+from .cpu_matmul import (
+    addmm,
+    initialize_in_logical_order,
+    matmul,
+    matmul_add,
+    single_threaded_blas,
+    threads_for_directions,
+    transposed_parameter,
+)
+from .memory import release_free_memory
 from .options import ElmoOptions
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -25,7 +35,8 @@ class ProjectedLstmLayer(nn.Module):
     """One direction of one layer.
 
     Weights in TF layout: ``input_weight (in, 4C)``, ``hidden_weight (P, 4C)``,
-    ``bias (4C)`` (without the forget offset), ``projection_weight (C, P)``.
+    ``bias (4C)`` (without the forget offset), ``projection_weight (C, P)``; the three
+    matrices are stored transposed (``cpu_matmul.transposed_parameter``).
     """
 
     def __init__(
@@ -42,10 +53,10 @@ class ProjectedLstmLayer(nn.Module):
         self.projection_dim = projection_dim
         self.cell_clip = cell_clip
         self.proj_clip = proj_clip
-        self.input_weight = nn.Parameter(torch.empty(input_dim, 4 * cell_dim))
-        self.hidden_weight = nn.Parameter(torch.empty(projection_dim, 4 * cell_dim))
+        self.input_weight = transposed_parameter(input_dim, 4 * cell_dim)
+        self.hidden_weight = transposed_parameter(projection_dim, 4 * cell_dim)
         self.bias = nn.Parameter(torch.zeros(4 * cell_dim))
-        self.projection_weight = nn.Parameter(torch.empty(cell_dim, projection_dim))
+        self.projection_weight = transposed_parameter(cell_dim, projection_dim)
         forget_offset = torch.zeros(4 * cell_dim)
         forget_offset[2 * cell_dim : 3 * cell_dim] = 1.0
         self.register_buffer("forget_offset", forget_offset, persistent=False)
@@ -58,9 +69,9 @@ class ProjectedLstmLayer(nn.Module):
         bound = (6.0 / (fan_in + 4 * self.cell_dim)) ** 0.5
         proj_bound = (6.0 / (self.cell_dim + self.projection_dim)) ** 0.5
         with torch.no_grad():
-            nn.init.uniform_(self.input_weight, -bound, bound)
-            nn.init.uniform_(self.hidden_weight, -bound, bound)
-            nn.init.uniform_(self.projection_weight, -proj_bound, proj_bound)
+            initialize_in_logical_order(self.input_weight, lambda w: nn.init.uniform_(w, -bound, bound))
+            initialize_in_logical_order(self.hidden_weight, lambda w: nn.init.uniform_(w, -bound, bound))
+            initialize_in_logical_order(self.projection_weight, lambda w: nn.init.uniform_(w, -proj_bound, proj_bound))
             self.bias.zero_()
 
     def forward(self, inputs: torch.Tensor, lengths: list[int], initial: State) -> tuple[torch.Tensor, State]:
@@ -131,7 +142,7 @@ def pad_and_stack_steps(
 
 # Bytes of input-gate pre-activations the inference path computes at once; bounds its
 # memory for long inputs (the reference path computes them for all steps at once).
-INPUT_GATES_BUDGET_BYTES = 16 * 2**20
+INPUT_GATES_BUDGET_BYTES = 8 * 2**20
 
 
 def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | None = None) -> int:
@@ -139,6 +150,17 @@ def steps_per_chunk(rows: int, gate_dim: int, itemsize: int = 4, budget: int | N
     (default ``INPUT_GATES_BUDGET_BYTES``); at least 1."""
     budget = INPUT_GATES_BUDGET_BYTES if budget is None else budget
     return max(1, budget // max(1, rows * gate_dim * itemsize))
+
+
+# The inference path's products run on a multiple of this many rows (rows past the
+# active ones are computed and dropped): oneDNN keeps a compiled kernel per shape, about
+# 0.5 MB each, and a batch whose rows end one by one would otherwise ask for every size.
+ROW_GROUP = 8
+
+
+def grouped_rows(active: int, batch: int) -> int:
+    """``active`` rounded up to a multiple of ``ROW_GROUP``, at most ``batch``."""
+    return min(batch, -(-active // ROW_GROUP) * ROW_GROUP)
 
 
 def run_direction_inference(
@@ -153,8 +175,12 @@ def run_direction_inference(
 
     Hidden states go straight into ``outputs (T, B, P)`` (zero-filled by the caller),
     the cell state is updated in place, and the input gates are computed for a
-    chunk of steps at a time, sized for ``gate_budget_rows`` rows (both directions'
-    rows when they run at once). Matrix products go through ``cpu_matmul``.
+    chunk of steps at a time (one large product, bias fused), sized for
+    ``gate_budget_rows`` rows (both directions' rows when they run at once). Each
+    step's recurrent product has the step's input gates fused into it. Products run
+    on ``grouped_rows`` rows; the rows past the active ones hold finished rows' last
+    (finite) values and their results are dropped. Matrix products go through
+    ``cpu_matmul``.
 
     Args:
         inputs: ``(B, T, in)``, rows sorted by ``lengths``, longest first.
@@ -168,13 +194,9 @@ def run_direction_inference(
     hidden, cell = initial[0], initial[1].clone()  # cell: updated in place
     bias = layer.bias + layer.forget_offset
     chunk = min(steps, steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size()))
-    # Buffers made once and reused step after step (fewer allocations: no memory kept
-    # back by the allocator of each thread). The input gates of a chunk of steps are a
-    # contiguous prefix of `gate_space`, viewed as (steps of this chunk, rows, 4C).
-    gate_space = inputs.new_empty(chunk * batch * 4 * C)
-    input_gates = gate_space[:0].view(0, batch, 4 * C)
-    recurrent = inputs.new_empty(batch, 4 * C)  # each step's h @ W_h
-    tanh_cell = inputs.new_empty(batch, C)
+    input_gates = inputs.new_empty(0, batch, 4 * C)
+    # m = o * tanh(c), the projection's input; its rows past the active ones stay finite
+    cell_output = inputs.new_zeros(batch, C)
     final_h: list[torch.Tensor] = []
     final_c: list[torch.Tensor] = []
     active = batch
@@ -189,16 +211,16 @@ def run_direction_inference(
             hidden, cell, active = hidden[:still], cell[:still], still
         if active == 0:
             break
+        rows = grouped_rows(active, batch)
         offset = t % chunk
         if offset == 0:
             # (steps of this chunk, rows, 4C): each step's slice is contiguous.
             stop = min(steps, t + chunk)
-            input_gates = gate_space[: (stop - t) * active * 4 * C].view(stop - t, active, 4 * C)
-            step_major = inputs[:active, t:stop].transpose(0, 1).reshape(-1, in_dim)
-            matmul_into(input_gates.view(-1, 4 * C), step_major, layer.input_weight)
-            input_gates += bias
-        gates = input_gates[offset, :active]
-        gates += matmul_into(recurrent[:active], hidden, layer.hidden_weight)
+            del input_gates  # the previous chunk's, before the next one is made
+            step_major = inputs[:rows, t:stop].transpose(0, 1).reshape(-1, in_dim)
+            input_gates = addmm(bias, step_major, layer.input_weight).view(stop - t, rows, 4 * C)
+        previous = initial[0] if t == 0 else outputs[t - 1]
+        gates = matmul_add(previous[:rows], layer.hidden_weight, input_gates[offset, :rows])[:active]
         # TF gate order i, j, f, o
         gates[:, :C].sigmoid_()
         gates[:, C : 2 * C].tanh_()
@@ -207,10 +229,13 @@ def run_direction_inference(
         cell.mul_(f).addcmul_(i, j)
         if layer.cell_clip is not None:
             cell.clamp_(-layer.cell_clip, layer.cell_clip)
-        o.mul_(torch.tanh(cell, out=tanh_cell[:active]))  # o now holds m = o * tanh(c)
-        hidden = matmul_into(outputs[t, :active], o, layer.projection_weight)
+        torch.tanh(cell, out=cell_output[:active]).mul_(o)
+        projected = matmul(cell_output[:rows], layer.projection_weight)
+        hidden = outputs[t, :active]
         if layer.proj_clip is not None:
-            hidden.clamp_(-layer.proj_clip, layer.proj_clip)
+            torch.clamp(projected[:active], -layer.proj_clip, layer.proj_clip, out=hidden)
+        else:
+            hidden.copy_(projected[:active])
     final_h.append(hidden)
     final_c.append(cell)
     # Pieces were collected from the shortest rows back to the longest.
@@ -343,12 +368,21 @@ class ElmoLstm(nn.Module):
             stored.append((h, c))
         self._states = stored
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, stateful: bool = False) -> list[torch.Tensor]:
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        lengths: torch.Tensor,
+        stateful: bool = False,
+        emit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    ) -> list[torch.Tensor]:
         """Run both directions over ``inputs (B, T, P)`` with valid ``lengths (B,)``.
 
         Returns one ``(B, T, 2P)`` tensor per layer, forward half first, zero past
         each row's length. With ``stateful``, row ``r`` starts from the final
-        state row ``r`` had at the end of the previous stateful call.
+        state row ``r`` had at the end of the previous stateful call. With ``emit``
+        (no autograd) nothing is returned: ``emit(layer, forward (B, T, P), backward
+        (B, T, P))`` gets each layer's halves instead (backward in forward time order),
+        for the caller to copy where it wants them without a ``(B, T, 2P)`` copy.
         """
         batch = inputs.shape[0]
         order = torch.argsort(lengths, descending=True, stable=True)
@@ -377,6 +411,7 @@ class ElmoLstm(nn.Module):
                 (out_f, out_b), (final_f, final_b) = run_directions_inference(
                     (forward_layer, backward_layer), (x_forward, x_backward), sorted_lengths, (initial_f, initial_b)
                 )
+                release_free_memory()  # both threads' step temporaries
             else:
                 out_f, final_f = forward_layer(x_forward, sorted_lengths, initial_f)
                 out_b, final_b = backward_layer(x_backward, sorted_lengths, initial_b)
@@ -389,8 +424,17 @@ class ElmoLstm(nn.Module):
                     out_b = out_b + x_backward
             finals_forward.append(final_f)
             finals_backward.append(final_b)
-            both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
-            layer_outputs.append(both if in_order else both[restore.to(inputs.device)])
+            if emit is not None:
+                backward = reverse_padded(out_b, sorted_len_tensor)
+                if in_order:
+                    emit(layer, out_f, backward)
+                else:
+                    restore_dev = restore.to(inputs.device)
+                    emit(layer, out_f[restore_dev], backward[restore_dev])
+                del backward
+            else:
+                both = torch.cat([out_f, reverse_padded(out_b, sorted_len_tensor)], dim=-1)
+                layer_outputs.append(both if in_order else both[restore.to(inputs.device)])
             x_forward, x_backward = out_f, out_b
         if stateful:
             restore_dev = restore.to(inputs.device)

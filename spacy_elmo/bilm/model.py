@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -9,11 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ElmoPerformanceWarning
 from .chars import BOS_IDS, EOS_IDS, batch_to_char_ids
-from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision
+from .cpu_matmul import blas_owns_threads, check_precision, matmul_precision, precision_problem
 from .lstm import ElmoLstm
+from .memory import release_free_memory
 from .options import ElmoOptions
-from .token_encoder import TokenEncoder, WordVectorCache
+from .token_encoder import DEFAULT_CACHE_WORDS, TokenEncoder, WordVectorCache
 
 StateMode = Literal["reset", "stateful"]
 STATE_MODES: tuple[str, ...] = ("reset", "stateful")
@@ -53,6 +56,12 @@ class ElmoBiLM(nn.Module):
     vectors do not depend on the rest of the batch or on earlier calls.
     ``state="stateful"``: the reference behaviour; batch row ``r`` starts from
     the final state row ``r`` reached in the previous call (see ``reset_states``).
+
+    In inference (eval mode, no gradient into the token encoder) the token encoder's
+    output for each distinct token is kept in an LRU cache of ``word_cache_size``
+    entries (0: no cache), keyed by the token's input id row (bilm-tf: its character
+    ids): only tokens not seen recently go through the token encoder (CNN, highway
+    layers, projection). It empties itself when the weights change.
     """
 
     def __init__(
@@ -60,6 +69,7 @@ class ElmoBiLM(nn.Module):
         options: ElmoOptions,
         state: StateMode = "reset",
         initialize: bool = True,
+        word_cache_size: int = DEFAULT_CACHE_WORDS,
         *,
         token_encoder: nn.Module | None = None,
         boundary_ids: tuple[np.ndarray, np.ndarray] | None = None,
@@ -75,7 +85,7 @@ class ElmoBiLM(nn.Module):
         self.state = check_state_mode(state)
         self.token_encoder = TokenEncoder(options, initialize=initialize) if token_encoder is None else token_encoder
         self.lstm = ElmoLstm(options, initialize=initialize)
-        self.word_cache = WordVectorCache()
+        self.word_cache = WordVectorCache(word_cache_size)
         bos_ids, eos_ids = (BOS_IDS, EOS_IDS) if boundary_ids is None else boundary_ids
         self.register_buffer("bos_ids", torch.from_numpy(np.array(bos_ids, dtype=np.int64)), persistent=False)
         self.register_buffer("eos_ids", torch.from_numpy(np.array(eos_ids, dtype=np.int64)), persistent=False)
@@ -90,7 +100,19 @@ class ElmoBiLM(nn.Module):
     @precision.setter
     def precision(self, name: str) -> None:
         self._precision = check_precision(name)
+        problem = precision_problem(name)
+        if problem is not None:
+            warnings.warn(problem, ElmoPerformanceWarning, stacklevel=2)
         self.word_cache.clear()  # its vectors were made at the old precision
+
+    @property
+    def word_cache_size(self) -> int:
+        """Entries of the token encoder's inference cache (0: none); setting it trims the cache."""
+        return self.word_cache.max_words
+
+    @word_cache_size.setter
+    def word_cache_size(self, entries: int) -> None:
+        self.word_cache.resize(entries)
 
     @property
     def output_dim(self) -> int:
@@ -137,9 +159,14 @@ class ElmoBiLM(nn.Module):
         inference_on_cpu = not needs_grad and self.device.type == "cpu"
         precision = self.precision if inference_on_cpu else "fp32"
         with blas_owns_threads(active=inference_on_cpu), matmul_precision(precision):
-            return self._forward(char_ids)
+            output = self._forward(char_ids, inference_on_cpu)
+        if inference_on_cpu:
+            release_free_memory()
+        return output
 
-    def _forward(self, char_ids: torch.Tensor) -> BiLMOutput:
+    def _forward(self, char_ids: torch.Tensor, inference_on_cpu: bool = False, packed: bool = False) -> BiLMOutput:
+        """``forward``; with ``packed`` (no autograd) ``layers`` is ``(n_layers + 1, n_real, 2P)``:
+        only the real tokens, row after row (``mask``'s order), in a buffer of exactly that size."""
         batch, n_max, _ = char_ids.shape
         char_ids = char_ids.to(self.device)
         mask = (char_ids > 0).any(-1)
@@ -148,25 +175,56 @@ class ElmoBiLM(nn.Module):
         tokens = torch.cat([self.bos_ids[None], self.eos_ids[None], char_ids[mask]])
         unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.token_encoder.parameters())
-        encoded = self.token_encoder(unique) if needs_grad else self.word_cache.encode(self.token_encoder, unique)
+        if needs_grad or self.training:
+            encoded = self.token_encoder(unique)
+        else:
+            encoded = self.word_cache.encode(self.token_encoder, unique)
         embedded = encoded[inverse]
+        del encoded, unique, inverse
         dim = embedded.shape[1]
+        if inference_on_cpu:
+            release_free_memory()  # the encoder's temporaries, before the LSTM makes its own
 
         rows = torch.arange(batch, device=self.device)
         x = embedded.new_zeros(batch, n_max + 2, dim)
         x[:, 0] = embedded[0]
         x[rows, lengths + 1] = embedded[1]
         x[:, 1 : n_max + 1][mask] = embedded[2:]
+        stateful = self.state == "stateful"
+        fast = not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
 
-        lstm_layers = self.lstm(x, lengths + 2, stateful=self.state == "stateful")
-        # Written into one buffer, layer by layer, so that no stacked or masked copy of
-        # all layers is made. Output position t is model position t + 1 (no <S>).
-        layers = x.new_empty(1 + len(lstm_layers), batch, n_max, 2 * dim)
+        if packed and fast:
+            # Exactly the real tokens: no padded (B, N) buffer of all layers.
+            layers = x.new_empty(1 + self.options.n_layers, int(lengths.sum()), 2 * dim)
+            layers[0, :, :dim] = embedded[2:]
+            layers[0, :, dim:] = embedded[2:]
+            del embedded
+
+            def write_packed(k: int, forward: torch.Tensor, backward: torch.Tensor) -> None:
+                layers[k + 1, :, :dim] = forward[:, 1 : n_max + 1][mask]
+                layers[k + 1, :, dim:] = backward[:, 1 : n_max + 1][mask]
+
+            self.lstm(x, lengths + 2, stateful=stateful, emit=write_packed)
+            return BiLMOutput(layers, mask)
+        del embedded
+        if fast:
+            # The layers are written into one buffer over all model positions, so that no
+            # stacked or masked copy of all layers is made. Output position t is model
+            # position t + 1 (no <S>): the result is a view.
+            buffer = x.new_empty(1 + self.options.n_layers, batch, n_max + 2, 2 * dim)
+
+            def write_padded(k: int, forward: torch.Tensor, backward: torch.Tensor) -> None:
+                buffer[k + 1, :, :, :dim] = forward
+                buffer[k + 1, :, :, dim:] = backward
+
+            self.lstm(x, lengths + 2, stateful=stateful, emit=write_padded)
+        else:
+            lstm_layers = self.lstm(x, lengths + 2, stateful=stateful)
+            buffer = torch.stack([x.new_zeros(batch, n_max + 2, 2 * dim), *lstm_layers])
+            del lstm_layers
+        layers = buffer[:, :, 1 : n_max + 1]
         layers[0, :, :, :dim] = x[:, 1 : n_max + 1]
         layers[0, :, :, dim:] = x[:, 1 : n_max + 1]
-        for k in range(len(lstm_layers)):
-            layers[k + 1] = lstm_layers[k][:, 1 : n_max + 1]
-            lstm_layers[k] = layers[k + 1]  # drop the LSTM's own tensor now
         # Past each sentence's end everything is zero but </S> at position `length`.
         short = (lengths < n_max).nonzero().squeeze(1)
         layers[:, short, lengths[short]] = 0.0
@@ -190,8 +248,20 @@ class ElmoBiLM(nn.Module):
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
-                output = self(self.batch_ids([sentences[i] for i in indices]))
-                layers = output.layers.float().cpu().numpy()
-                for row, i in enumerate(indices):
-                    results[i] = np.ascontiguousarray(layers[:, row, : len(sentences[i])])
+                layers = self._embed_packed(self.batch_ids([sentences[i] for i in indices]))
+                offset = 0
+                for i in indices:
+                    results[i] = np.ascontiguousarray(layers[:, offset : offset + len(sentences[i])])
+                    offset += len(sentences[i])
+                del layers
         return results
+
+    def _embed_packed(self, char_ids: torch.Tensor) -> np.ndarray:
+        """``(n_layers + 1, n_real, 2P)`` float32 for a batch: the real tokens row after row."""
+        inference_on_cpu = self.device.type == "cpu"
+        precision = self.precision if inference_on_cpu else "fp32"
+        with blas_owns_threads(active=inference_on_cpu), matmul_precision(precision):
+            layers = self._forward(char_ids, inference_on_cpu, packed=True).layers
+        if inference_on_cpu:
+            release_free_memory()
+        return layers.float().cpu().numpy()

@@ -23,6 +23,11 @@ DEFAULT_CHUNK_TOKENS = 64
 HIGHWAY_CHUNKS = 8
 # Word vectors kept by the inference cache (Original model: 2 KB each).
 DEFAULT_CACHE_WORDS = 20_000
+# Shapes are rounded up to multiples of these (exactly: padding positions and rows that are
+# dropped): oneDNN keeps a compiled kernel of about 0.1-0.5 MB per shape it has seen, so
+# shapes that follow the input's every length would make memory grow with the text.
+CHAR_POSITION_GROUP = 8
+TOKEN_ROW_GROUP = 32
 
 
 def affine(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -70,12 +75,16 @@ class CharacterCNN(nn.Module):
         # (longest token + w) positions, and the max over them is the max over all 50.
         # (With gradients: the tied padding windows shared the gradient, which now goes to
         # the one that stands for them; the sums into the weights are the same.)
-        used = padded_length(char_ids)
+        used = round_up(padded_length(char_ids), CHAR_POSITION_GROUP)
         pooled = [
             conv(chars[:, :, : min(MAX_WORD_LENGTH, used + conv.kernel_size[0])]).amax(dim=2)
             for conv in self.convolutions
         ]
         return self.activation(torch.cat(pooled, dim=1))
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def token_lengths(char_ids: torch.Tensor) -> torch.Tensor:
@@ -97,25 +106,30 @@ class Highway(nn.Module):
 
     def __init__(self, dim: int, initialize: bool = True) -> None:
         super().__init__()
-        self.carry_weight = nn.Parameter(torch.empty(dim, dim))
+        # (in, out) weights stored transposed, as oneDNN multiplies them fastest (see cpu_matmul)
+        self.carry_weight = cpu_matmul.transposed_parameter(dim, dim)
         self.carry_bias = nn.Parameter(torch.empty(dim))
-        self.transform_weight = nn.Parameter(torch.empty(dim, dim))
+        self.transform_weight = cpu_matmul.transposed_parameter(dim, dim)
         self.transform_bias = nn.Parameter(torch.empty(dim))
         if initialize:
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
         dim = self.carry_weight.shape[0]
+        std = (1.0 / dim) ** 0.5
         with torch.no_grad():
-            nn.init.normal_(self.carry_weight, 0.0, (1.0 / dim) ** 0.5)
-            nn.init.normal_(self.transform_weight, 0.0, (1.0 / dim) ** 0.5)
+            cpu_matmul.initialize_in_logical_order(self.carry_weight, lambda w: nn.init.normal_(w, 0.0, std))
+            cpu_matmul.initialize_in_logical_order(self.transform_weight, lambda w: nn.init.normal_(w, 0.0, std))
             self.carry_bias.fill_(-2.0)
             self.transform_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = torch.sigmoid(affine(self.carry_bias, x, self.carry_weight))
         transformed = torch.relu(affine(self.transform_bias, x, self.transform_weight))
-        return gate * transformed + (1.0 - gate) * x
+        if gate.requires_grad or transformed.requires_grad:
+            return gate * transformed + (1.0 - gate) * x
+        # The same operations in place (same values): no (n, dim) temporaries.
+        return transformed.mul_(gate).add_(gate.neg_().add_(1.0).mul_(x))
 
 
 class TokenEncoder(nn.Module):
@@ -131,23 +145,27 @@ class TokenEncoder(nn.Module):
         self.projection_weight: nn.Parameter | None = None
         self.projection_bias: nn.Parameter | None = None
         if options.use_projection:
-            self.projection_weight = nn.Parameter(torch.empty(options.n_filters, options.projection_dim))
+            self.projection_weight = cpu_matmul.transposed_parameter(options.n_filters, options.projection_dim)
             self.projection_bias = nn.Parameter(torch.zeros(options.projection_dim))
             if initialize:
-                with torch.no_grad():
-                    nn.init.normal_(self.projection_weight, 0.0, (1.0 / options.n_filters) ** 0.5)
+                std = (1.0 / options.n_filters) ** 0.5
+                cpu_matmul.initialize_in_logical_order(self.projection_weight, lambda w: nn.init.normal_(w, 0.0, std))
         self.output_dim = options.projection_dim
         self.chunk_tokens = chunk_tokens
 
     def _encode_chunk(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``(n, 50)`` with ``n <= chunk_tokens * HIGHWAY_CHUNKS`` to ``(n, P)``."""
         pieces = [self.cnn(chunk) for chunk in char_ids.split(self.chunk_tokens)]
+        n = char_ids.shape[0]
+        rows = n if pieces[0].requires_grad else round_up(n, TOKEN_ROW_GROUP)
+        if rows > n:  # zero rows, computed and dropped: fewer distinct product shapes
+            pieces.append(pieces[0].new_zeros(rows - n, pieces[0].shape[1]))
         x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         for highway in self.highways:
             x = highway(x)
         if self.projection_weight is not None:
             x = affine(self.projection_bias, x, self.projection_weight)
-        return x
+        return x[:n]
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         if char_ids.dim() != 2 or char_ids.shape[1] != MAX_WORD_LENGTH:
@@ -173,20 +191,35 @@ def _weights_key(module: nn.Module) -> tuple[object, ...]:
     return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in module.parameters())
 
 
+def check_cache_size(entries: object) -> int:
+    """``entries`` if it is a whole number >= 0, else ``ValueError``/``TypeError`` naming it."""
+    if isinstance(entries, bool) or not isinstance(entries, int):
+        raise TypeError(f"word_cache_size must be a whole number of entries, found {entries!r}")
+    if entries < 0:
+        raise ValueError(f"word_cache_size must be >= 0 (0: no cache), found {entries}")
+    return entries
+
+
 class WordVectorCache:
     """An LRU cache of context-insensitive token vectors, for inference.
 
-    Keys are a token's 50 character ids. The cache empties itself when the
-    encoder's weights change (``load_state_dict``, an optimizer step, ``.to()``),
-    so it never serves stale vectors. Use it only where no gradient is needed.
+    Keys are the encoder's input row of a token (its 50 character ids), so any
+    encoder that maps such rows to vectors can use it. The cache empties itself when
+    the encoder's weights change (``load_state_dict``, an optimizer step, data
+    replaced, ``.to()``), so it never serves stale vectors. Use it only where no
+    gradient is needed.
     """
 
     def __init__(self, max_words: int = DEFAULT_CACHE_WORDS) -> None:
-        if max_words < 0:
-            raise ValueError(f"max_words must be >= 0, found {max_words}")
-        self.max_words = max_words
+        self.max_words = check_cache_size(max_words)
         self._vectors: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self._weights_key: tuple[object, ...] | None = None
+
+    def resize(self, max_words: int) -> None:
+        """Keep at most ``max_words`` entries from now on (the least recently used go first)."""
+        self.max_words = check_cache_size(max_words)
+        while len(self._vectors) > self.max_words:
+            self._vectors.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._vectors)

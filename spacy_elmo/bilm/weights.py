@@ -20,9 +20,10 @@ import torch
 
 from ..errors import ElmoWeightsError
 from .chars import N_RAW_CHARACTERS
+from .cpu_matmul import check_precision
 from .model import ElmoBiLM, StateMode
 from .options import ElmoOptions, read_options
-from .token_encoder import TokenEncoder
+from .token_encoder import DEFAULT_CACHE_WORDS, TokenEncoder, check_cache_size
 
 Converter = Callable[[np.ndarray], np.ndarray]
 
@@ -114,6 +115,44 @@ def _check_extra_layers(path: Path, handle: h5py.File, options: ElmoOptions, opt
             )
 
 
+def _checked_datasets(
+    path: Path, handle: h5py.File, options: ElmoOptions, options_name: str
+) -> tuple[ElmoOptions, dict[str, h5py.Dataset]]:
+    """Every dataset the options call for, checked for presence, shape and dtype (nothing read yet)."""
+    if options.n_filters == options.projection_dim and "CNN_proj" in handle:
+        options = replace(options, use_projection=True)
+    _check_extra_layers(path, handle, options, options_name)
+    datasets: dict[str, h5py.Dataset] = {}
+    for entry in weight_entries(options):
+        if entry.dataset not in handle:
+            raise _fail(path, f"missing dataset '{entry.dataset}' (expected shape {entry.shape} from {options_name})")
+        dataset = handle[entry.dataset]
+        if not isinstance(dataset, h5py.Dataset):
+            raise _fail(path, f"'{entry.dataset}' is a group, expected a dataset of shape {entry.shape}")
+        if dataset.shape != entry.shape:
+            raise _fail(
+                path,
+                f"dataset '{entry.dataset}' has shape {dataset.shape}, expected {entry.shape} "
+                f"from {options_name}: options and weights disagree",
+            )
+        if dataset.dtype.kind != "f":
+            raise _fail(path, f"dataset '{entry.dataset}' has dtype {dataset.dtype}, expected float32")
+        datasets[entry.dataset] = dataset
+    return options, datasets
+
+
+def _read(path: Path, dataset: h5py.Dataset, rows: slice = slice(None)) -> np.ndarray:
+    """``dataset[rows]`` as float32, checked to be finite."""
+    try:
+        array = np.asarray(dataset[rows], dtype=np.float32)
+    except OSError as err:
+        name = dataset.name.lstrip("/")
+        raise _fail(path, f"cannot read dataset '{name}' (file truncated or damaged: {err})") from None
+    if not np.isfinite(array).all():
+        raise _fail(path, f"dataset '{dataset.name.lstrip('/')}' holds NaN or infinite values")
+    return array
+
+
 def read_weight_arrays(
     weight_file: str | Path, options: ElmoOptions, options_name: str = "options"
 ) -> tuple[ElmoOptions, dict[str, np.ndarray]]:
@@ -123,50 +162,43 @@ def read_weight_arrays(
     """
     path = Path(weight_file)
     with _open_hdf5(path) as handle:
-        if options.n_filters == options.projection_dim and "CNN_proj" in handle:
-            options = replace(options, use_projection=True)
-        _check_extra_layers(path, handle, options, options_name)
-        arrays: dict[str, np.ndarray] = {}
-        for entry in weight_entries(options):
-            if entry.dataset not in handle:
-                raise _fail(
-                    path, f"missing dataset '{entry.dataset}' (expected shape {entry.shape} from {options_name})"
-                )
-            dataset = handle[entry.dataset]
-            if not isinstance(dataset, h5py.Dataset):
-                raise _fail(path, f"'{entry.dataset}' is a group, expected a dataset of shape {entry.shape}")
-            if dataset.shape != entry.shape:
-                raise _fail(
-                    path,
-                    f"dataset '{entry.dataset}' has shape {dataset.shape}, expected {entry.shape} "
-                    f"from {options_name}: options and weights disagree",
-                )
-            if dataset.dtype.kind != "f":
-                raise _fail(path, f"dataset '{entry.dataset}' has dtype {dataset.dtype}, expected float32")
-            try:
-                array = np.asarray(dataset[()], dtype=np.float32)
-            except OSError as err:
-                raise _fail(path, f"cannot read dataset '{entry.dataset}' (file truncated or damaged: {err})") from None
-            if not np.isfinite(array).all():
-                raise _fail(path, f"dataset '{entry.dataset}' holds NaN or infinite values")
-            arrays[entry.dataset] = array
-    return options, arrays
+        options, datasets = _checked_datasets(path, handle, options, options_name)
+        return options, {name: _read(path, dataset) for name, dataset in datasets.items()}
 
 
-def _assign(model: ElmoBiLM, arrays: dict[str, np.ndarray]) -> None:
+# Rows of a weight matrix read from the file at once: the load needs no second copy of
+# the model, only blocks of about this many bytes.
+READ_BLOCK_BYTES = 4 * 2**20
+
+
+def _read_into(path: Path, dataset: h5py.Dataset, target: torch.Tensor, first_row: int = 0) -> None:
+    """Rows ``first_row:`` of a 2-D dataset into ``target (rows, N)``, a block at a time."""
+    rows, width = target.shape
+    block = max(1, READ_BLOCK_BYTES // (4 * width))
+    for start in range(0, rows, block):
+        stop = min(rows, start + block)
+        target[start:stop].copy_(torch.from_numpy(_read(path, dataset, slice(first_row + start, first_row + stop))))
+
+
+def _fill_parameters(path: Path, model: ElmoBiLM, datasets: dict[str, h5py.Dataset]) -> None:
+    """Every parameter read straight from its dataset (the file's layout converted on the way)."""
     parameters = dict(model.named_parameters())
     assigned: set[str] = set()
     with torch.no_grad():
         for entry in weight_entries(model.options):
-            array = arrays[entry.dataset]
+            dataset = datasets[entry.dataset]
             if entry.parameter.endswith("input_weight+hidden_weight"):
                 prefix = entry.parameter.rsplit(".", 1)[0]
                 split = model.options.projection_dim
-                parameters[f"{prefix}.input_weight"].copy_(torch.from_numpy(array[:split]))
-                parameters[f"{prefix}.hidden_weight"].copy_(torch.from_numpy(array[split:]))
+                _read_into(path, dataset, parameters[f"{prefix}.input_weight"])
+                _read_into(path, dataset, parameters[f"{prefix}.hidden_weight"], first_row=split)
                 assigned.update((f"{prefix}.input_weight", f"{prefix}.hidden_weight"))
-            else:
-                parameters[entry.parameter].copy_(torch.from_numpy(np.ascontiguousarray(entry.to_model(array))))
+            elif entry.to_model is _identity and len(entry.shape) == 2:
+                _read_into(path, dataset, parameters[entry.parameter])
+                assigned.add(entry.parameter)
+            else:  # small: biases, character embeddings, convolution filters
+                array = np.ascontiguousarray(entry.to_model(_read(path, dataset)))
+                parameters[entry.parameter].copy_(torch.from_numpy(array))
                 assigned.add(entry.parameter)
     # load_bilm builds the model uninitialised: a parameter no dataset sets would hold garbage.
     unset = sorted(set(parameters) - assigned)
@@ -180,17 +212,30 @@ def load_bilm(
     *,
     state: StateMode = "reset",
     precision: str = "fp32",
+    word_cache_size: int = DEFAULT_CACHE_WORDS,
 ) -> ElmoBiLM:
     """Load a biLM from bilm-tf / AllenNLP files; returned in eval mode on the CPU.
 
     ``precision``: ``fp32`` (exact) or the faster ``bf16`` / ``int8`` of CPU inference
-    (``ElmoBiLM.precision``). ``spacy_elmo.load_bilm`` also takes one argument: a name, a
-    directory of either format (an ELMoForManyLangs model too), an archive or a URL.
+    (``ElmoBiLM.precision``). ``word_cache_size``: entries of the token encoder's
+    inference cache (``ElmoBiLM.word_cache_size``; 0 turns it off). ``spacy_elmo.load_bilm``
+    also takes one argument: a name, a directory of either format (an ELMoForManyLangs model
+    too), an archive or a URL.
+
+    Every dataset's presence, shape and dtype are checked before the model is built;
+    the values are then read block by block straight into the parameters (no second
+    copy of the weights in memory). A dataset that cannot be read or holds NaN raises
+    ``ElmoWeightsError`` and no model is returned.
     """
+    check_cache_size(word_cache_size)
+    check_precision(precision)
     options = read_options(options_file)
-    options, arrays = read_weight_arrays(weight_file, options, options_name=str(options_file))
-    model = ElmoBiLM(options, state=state, initialize=False)  # every parameter is assigned below
-    _assign(model, arrays)
+    path = Path(weight_file)
+    with _open_hdf5(path) as handle:
+        options, datasets = _checked_datasets(path, handle, options, str(options_file))
+        # every parameter is assigned by _fill_parameters
+        model = ElmoBiLM(options, state=state, initialize=False, word_cache_size=word_cache_size)
+        _fill_parameters(path, model, datasets)
     model.precision = precision
     return model.eval()
 

@@ -34,13 +34,14 @@ import numpy as np
 import srsly
 import torch
 from spacy.tokens import Doc
-from thinc.api import Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.api import Model, Optimizer, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from thinc.types import Floats3d
 
 from ..bilm import ElmoBiLM, ElmoOptions, save_bilm
 from ..bilm.cpu_matmul import PRECISIONS, check_precision
 from ..bilm.efml import EfmlBiLM, efml_from_spec, save_efml
 from ..bilm.model import check_state_mode
+from ..bilm.token_encoder import check_cache_size
 from ..errors import ElmoError, ElmoWeightsError
 from ..loading import load_model_files
 from ..weights_source import check_weights_setting, model_in_directory, resolve_model
@@ -68,6 +69,7 @@ class BiLMSettings:
     precision: str
     max_batch_tokens: int
     cache_tokens: int
+    word_cache_size: int
     frozen: bool = True
 
     def __post_init__(self) -> None:
@@ -87,6 +89,12 @@ class BiLMSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ElmoError(f"elmo setting '{name}' must be an integer, found {value!r}")
+        try:
+            check_cache_size(self.word_cache_size)
+        except (TypeError, ValueError):
+            raise ElmoError(
+                f"elmo setting 'word_cache_size' must be 0 (off) or more entries, found {self.word_cache_size!r}"
+            ) from None
         if not isinstance(self.frozen, bool):
             raise ElmoError(f"elmo setting 'frozen' must be true or false, found {self.frozen!r}")
         if not callable(self.get_units):
@@ -114,9 +122,34 @@ class _Runtime:
         return _Runtime()  # a copied model installs its own copy of the biLM on first use
 
 
+class ElmoShim(PyTorchShim):
+    """Thinc's PyTorch shim, but an optimizer step keeps each parameter's memory layout.
+
+    Thinc's own ``finish_update`` replaces every parameter's data with the optimizer's
+    (C-contiguous) array. The biLM stores its ``(in, out)`` weights transposed, the layout
+    its fast path multiplies (``cpu_matmul.transposed_parameter``); that would drop it and
+    leave the gradients' layout unlike the parameters' (a torch warning at every step).
+    The data is still replaced, not written in place: a graph built before the step may
+    still hold the old values.
+    """
+
+    def finish_update(self, optimizer: Optimizer) -> None:
+        for name, parameter in self._model.named_parameters():
+            if parameter.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:  # skip the step if a gradient overflowed
+                updated, _ = optimizer((self.id, name), torch2xp(parameter.data), torch2xp(parameter.grad))
+                data = torch.empty_strided(
+                    parameter.shape, parameter.stride(), dtype=parameter.dtype, device=parameter.device
+                )
+                parameter.data = data.copy_(xp2torch(updated, device=parameter.device))
+            parameter.grad.zero_()
+        self._grad_scaler.update()
+
+
 def elmo_bilm_model(settings: BiLMSettings) -> Model[list[Doc], list[Floats3d]]:
     """The biLM over Docs. Output per Doc: ``(n_layers + 1, n_tokens, 2P)``; dims ``nL`` and ``nO`` (``2P``)."""
-    shim = PyTorchShim(None, serialize_model=_serialize_bilm, deserialize_model=_deserialize_bilm)
+    shim = ElmoShim(None, serialize_model=_serialize_bilm, deserialize_model=_deserialize_bilm)
     return Model(
         MODEL_NAME,
         elmo_forward,
@@ -176,6 +209,7 @@ def install_bilm(model: Model, bilm: ElmoBiLM) -> ElmoBiLM:
     settings = get_settings(model)
     bilm.state = settings.state
     bilm.precision = settings.precision
+    bilm.word_cache_size = settings.word_cache_size
     for parameter in bilm.parameters():
         parameter.requires_grad_(not settings.frozen)
     bilm = bilm.to(get_torch_default_device())

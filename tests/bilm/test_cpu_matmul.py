@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from spacy_elmo import load_bilm
 from spacy_elmo.bilm import cpu_matmul
 from spacy_elmo.bilm.chars import batch_to_char_ids
+from spacy_elmo.errors import ElmoPerformanceWarning
 
 from ..conftest import OPTIONS_FILE, WEIGHT_FILE
 
@@ -46,9 +48,13 @@ def test_non_float32_tensors_go_through_torch(backend: None) -> None:
     assert torch.equal(cpu_matmul.matmul(a, b), torch.mm(a, b))
 
 
-def test_unknown_backend_is_rejected(backend: None) -> None:
+def test_unknown_backend_is_rejected(backend: None, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="matmul backend must be one of"):
         cpu_matmul.set_matmul_backend("mkl")
+    monkeypatch.setattr(cpu_matmul, "onednn_available", lambda: False)
+    with pytest.raises(ValueError, match="onednn backend needs"):
+        cpu_matmul.set_matmul_backend("onednn")
+    assert cpu_matmul.default_backend() == "numpy"
 
 
 def test_blas_owns_threads_gives_torch_one_thread_and_restores_it(backend: None) -> None:
@@ -72,7 +78,7 @@ def test_both_backends_give_the_same_bilm_layers(backend: None, fixture_sentence
     char_ids = batch_to_char_ids([sentence.split() for sentence in streams[0]])
     model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
     layers = {}
-    for name in cpu_matmul.BACKENDS:
+    for name in [b for b in cpu_matmul.BACKENDS if b != "onednn" or cpu_matmul.onednn_available()]:
         cpu_matmul.set_matmul_backend(name)
         model.clear_caches()
         with torch.no_grad():
@@ -112,3 +118,45 @@ def test_unknown_precision_is_rejected() -> None:
         model.precision = "fp16"
     with pytest.raises(ValueError, match="precision must be one of"):
         load_bilm(OPTIONS_FILE, WEIGHT_FILE, precision="int4")
+
+
+def test_bf16_warns_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
+    monkeypatch.setattr(cpu_matmul, "cpu_has_bf16", lambda: False)
+    with pytest.warns(ElmoPerformanceWarning, match="needs a CPU with AVX512-BF16 or AMX"):
+        model.precision = "bf16"
+    assert model.precision == "bf16"  # still honoured: slow, not wrong
+    monkeypatch.setattr(cpu_matmul, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.precision = "bf16"
+        model.precision = "int8"
+
+
+def test_cpu_bf16_detection_agrees_with_the_cpu_flags() -> None:
+    flags = cpu_matmul._cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags here")
+    assert cpu_matmul.cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def test_onednn_backend_gives_the_numpy_backend_layers(backend: None, fixture_sentences: list[list[str]]) -> None:
+    if not cpu_matmul.onednn_available():
+        pytest.skip("oneDNN needs a CPU with AVX-512")
+    char_ids = batch_to_char_ids([sentence.split() for sentence in fixture_sentences[1]])
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
+    layers = {}
+    for name in ("onednn", "numpy"):
+        cpu_matmul.set_matmul_backend(name)
+        model.clear_caches()
+        with torch.no_grad():
+            layers[name] = model(char_ids).layers
+    assert (layers["onednn"] - layers["numpy"]).abs().max().item() < 1e-5
+
+
+def test_weights_are_stored_transposed_for_onednn() -> None:
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
+    layer = model.lstm.forward_layers[0]
+    for weight in (layer.input_weight, layer.hidden_weight, layer.projection_weight):
+        assert weight.t().is_contiguous() and not weight.is_contiguous()
+    assert model.token_encoder.highways[0].carry_weight.t().is_contiguous()

@@ -501,3 +501,16 @@ def test_released_sizes_through_the_built_in_config(tmp_path: Path) -> None:
     want = LiteralEfml(directory, config).layers(sentence)
     assert got.shape == want.shape == (3, 4, 1024)
     assert np.abs(got - want).max() < TOLERANCE
+
+
+def test_word_cache_size_applies_to_efml_models_and_the_cache_is_exact() -> None:
+    sentences = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat"]]
+    uncached = load_bilm(FIXTURE_MODEL, word_cache_size=0)
+    cached = load_bilm(FIXTURE_MODEL, word_cache_size=4)
+    assert cached.word_cache_size == 4 and uncached.word_cache_size == 0
+    first = cached.embed_sentences(sentences, batch_size=1)
+    again = cached.embed_sentences(sentences, batch_size=1)
+    expected = uncached.embed_sentences(sentences, batch_size=1)
+    assert len(cached.word_cache) == 4 and len(uncached.word_cache) == 0
+    for a, b, c in zip(first, again, expected, strict=True):
+        assert np.abs(a - c).max() <= 1e-6 and np.abs(b - c).max() <= 1e-6

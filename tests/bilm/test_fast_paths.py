@@ -175,7 +175,8 @@ def test_word_cache_is_a_bounded_lru() -> None:
 
 def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CNN's per-position activations exist for at most ``chunk_tokens`` tokens at a time;
-    the highway layers take ``HIGHWAY_CHUNKS`` CNN chunks at once."""
+    the highway layers take ``HIGHWAY_CHUNKS`` CNN chunks at once, rounded up to
+    ``TOKEN_ROW_GROUP`` rows (zero rows, dropped)."""
     model = fixture_model()
     encoder: TokenEncoder = model.token_encoder
     char_ids = batch_to_char_ids([[f"t{k}" for k in range(50)]])[0]
@@ -192,7 +193,7 @@ def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -
         encoder.chunk_tokens = 16
         chunked = encoder(char_ids)
     assert cnn_rows == [16, 16, 16, 2]
-    assert highway_rows == [32, 18]
+    assert highway_rows == [32, token_encoder_module.TOKEN_ROW_GROUP]
     assert torch.allclose(chunked, whole, atol=TOLERANCE, rtol=0)
 
 
@@ -226,8 +227,8 @@ def test_cnn_skips_trailing_padding_exactly() -> None:
 
 def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Input-gate memory depends on the byte budget and the batch, not on the input's length."""
-    assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 4  # Original, batch 32, both directions: 16 MB
-    assert lstm_module.steps_per_chunk(2, 4 * 4096) == 128
+    assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 2  # Original, batch 32, both directions: 8 MB
+    assert lstm_module.steps_per_chunk(2, 4 * 4096) == 64
     assert lstm_module.steps_per_chunk(10**6, 4 * 4096) == 1
     sentences = fixture_sentences()[:6]
     char_ids = batch_to_char_ids(sentences)
@@ -236,18 +237,103 @@ def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.Mon
     gate_dim = 4 * model.options.lstm_dim
     monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * 2 * len(sentences) * gate_dim * 4)
     allocated: list[tuple[int, ...]] = []
-    original_matmul_into = lstm_module.matmul_into
+    original_addmm = lstm_module.addmm
 
     lstm = model.lstm
     input_weights = {layer.input_weight.data_ptr() for layer in [*lstm.forward_layers, *lstm.backward_layers]}
 
-    def spy_matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def spy_addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = original_addmm(bias, a, b)
         if b.data_ptr() in input_weights:
             allocated.append(tuple(out.shape))
-        return original_matmul_into(out, a, b)
+        return out
 
-    monkeypatch.setattr(lstm_module, "matmul_into", spy_matmul_into)
+    monkeypatch.setattr(lstm_module, "addmm", spy_addmm)
     chunked = fast_layers(model, char_ids)
     monkeypatch.undo()
     assert allocated and max(rows for rows, _ in allocated) <= 3 * len(sentences)
     assert (chunked - whole).abs().max().item() < TOLERANCE
+
+
+def test_word_cache_outputs_equal_the_uncached_path() -> None:
+    """Batches that share words: cached vectors within 1e-6 of encoding every token again."""
+    sentences = fixture_sentences()
+    cached = load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=1000)
+    uncached = load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=0)
+    encoded_rows: list[int] = []
+    encoder_forward = cached.token_encoder.forward
+    cached.token_encoder.forward = lambda ids: encoded_rows.append(ids.shape[0]) or encoder_forward(ids)  # type: ignore[method-assign]
+    with_cache = cached.embed_sentences(sentences, batch_size=4)
+    first_pass = sum(encoded_rows)
+    again = cached.embed_sentences(sentences, batch_size=4)
+    without = uncached.embed_sentences(sentences, batch_size=4)
+    assert len(uncached.word_cache) == 0 and len(cached.word_cache) > 0
+    n_types = len({token for sentence in sentences for token in sentence}) + 2  # and <S>, </S>
+    assert first_pass == n_types  # each type encoded once over all batches
+    assert sum(encoded_rows) == first_pass  # the second pass found every word in the cache
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(with_cache, without, strict=True))
+    assert worst <= 1e-6
+    assert all(np.array_equal(a, b) for a, b in zip(with_cache, again, strict=True))
+
+
+def test_word_cache_size_bounds_the_cache_and_is_checked() -> None:
+    model = load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=7)
+    assert model.word_cache_size == 7
+    model.embed_sentences(fixture_sentences()[:6], batch_size=3)
+    assert len(model.word_cache) == 7
+    model.word_cache_size = 2
+    assert len(model.word_cache) == 2
+    model.word_cache_size = 0
+    assert len(model.word_cache) == 0
+    model.embed_sentences(fixture_sentences()[:2])
+    assert len(model.word_cache) == 0
+    with pytest.raises(ValueError, match="word_cache_size must be >= 0"):
+        load_bilm(FIXTURE_DIR / "options.json", FIXTURE_DIR / "lm_weights.hdf5", word_cache_size=-1)
+    with pytest.raises(TypeError, match="word_cache_size must be a whole number"):
+        model.word_cache_size = 1.5  # type: ignore[assignment]
+
+
+def test_word_cache_is_not_used_with_gradients_or_in_training_mode() -> None:
+    model = fixture_model()
+    char_ids = batch_to_char_ids(fixture_sentences()[:4])
+    layers = model(char_ids).layers  # gradients flow into the token encoder
+    assert layers.grad_fn is not None and len(model.word_cache) == 0
+    layers[0].sum().backward()
+    assert model.token_encoder.projection_weight.grad is not None
+    model.train()
+    with torch.no_grad():
+        model(char_ids)
+    assert len(model.word_cache) == 0
+    model.eval()
+    with torch.no_grad():
+        model(char_ids)
+    assert len(model.word_cache) > 0
+
+
+def test_word_cache_is_dropped_when_parameter_data_is_replaced() -> None:
+    """As thinc's optimizer step does (``parameter.data = new``), without touching the version counter."""
+    model = fixture_model()
+    char_ids = batch_to_char_ids(fixture_sentences()[:5])
+    before = fast_layers(model, char_ids)
+    weight = model.token_encoder.highways[0].transform_weight
+    weight.data = weight.data * 0.5
+    after = fast_layers(model, char_ids)
+    model.clear_caches()
+    assert torch.equal(after, fast_layers(model, char_ids))
+    assert (after - before).abs().max().item() > 1e-4
+
+
+def test_fast_path_final_states_when_every_row_ends_before_the_last_step() -> None:
+    """Inputs longer than every row: same outputs and final states as the autograd path."""
+    torch.manual_seed(0)
+    layer = lstm_module.ProjectedLstmLayer(5, 6, 4, cell_clip=3.0, proj_clip=3.0)
+    lengths = [5, 3, 3, 1]
+    inputs = torch.randn(len(lengths), 8, 5)
+    initial = (torch.randn(len(lengths), 4), torch.randn(len(lengths), 6))
+    with torch.no_grad():
+        expected, (h_ref, c_ref) = layer(inputs, lengths, initial)
+        outputs = inputs.new_zeros(8, len(lengths), 4)
+        h, c = lstm_module.run_direction_inference(layer, inputs, lengths, initial, outputs, len(lengths))
+    assert h.shape == h_ref.shape and c.shape == c_ref.shape
+    assert torch.allclose(outputs.transpose(0, 1), expected, atol=TOLERANCE, rtol=0)
+    assert torch.allclose(h, h_ref, atol=TOLERANCE, rtol=0) and torch.allclose(c, c_ref, atol=TOLERANCE, rtol=0)

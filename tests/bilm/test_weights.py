@@ -180,3 +180,26 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(weight_file.stat().st_mode) == 0o644
     assert stat.S_IMODE(options_file.stat().st_mode) == 0o644
+
+
+def test_weights_are_read_block_by_block_into_the_parameters(
+    monkeypatch: pytest.MonkeyPatch, fixture_copy: tuple[Path, Path]
+) -> None:
+    """Small read blocks (many per matrix) give the same parameters, bit for bit; a NaN in a
+    later block still fails the load, naming the dataset."""
+    import spacy_elmo.bilm.weights as weights_module
+    from spacy_elmo.bilm.options import read_options
+
+    _, arrays = weights_module.read_weight_arrays(WEIGHT_FILE, read_options(OPTIONS_FILE))
+    monkeypatch.setattr(weights_module, "READ_BLOCK_BYTES", 64)
+    model = load_bilm(OPTIONS_FILE, WEIGHT_FILE)
+    written = weights_module.weight_arrays(model)
+    assert written.keys() == arrays.keys()
+    for name, array in arrays.items():
+        assert np.array_equal(written[name], array), name
+    options, weights = fixture_copy
+    name = "RNN_0/RNN/MultiRNNCell/Cell1/LSTMCell/W_0"
+    with h5py.File(weights, "r+") as handle:
+        handle[name][-1, -1] = np.nan
+    with pytest.raises(ElmoWeightsError, match="W_0' holds NaN"):
+        load_bilm(options, weights)

@@ -202,6 +202,7 @@ def test_unknown_mix_is_a_clear_error(weights_dir: Path) -> None:
         ("window_overlap", 150, "'window_overlap'"),
         ("max_batch_tokens", 10, "'max_batch_tokens'"),
         ("window_size", 0, "'window_size'"),
+        ("word_cache_size", -1, "'word_cache_size'"),
     ],
 )
 def test_bad_settings_name_the_setting(weights_dir: Path, setting: str, value: object, message: str) -> None:

@@ -149,6 +149,7 @@ SETTINGS = {
     "max_batch_tokens": 300,
     "window_size": 50,
     "window_overlap": 10,
+    "word_cache_size": 7,
 }
 
 
@@ -157,6 +158,7 @@ def _settings(nlp: Language) -> tuple[object, ...]:
     settings = get_settings(elmo.model)
     bilm = get_bilm(elmo.model)
     assert bilm is not None and bilm.precision == settings.precision  # the installed biLM runs them
+    assert bilm.word_cache_size == settings.word_cache_size
     return elmo.mix, elmo.frozen, elmo.set_vectors, dataclasses.astuple(settings)
 
 
