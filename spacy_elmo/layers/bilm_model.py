@@ -2,15 +2,15 @@
 
 ``elmo_bilm_model`` maps ``docs`` to one ``Floats3d (n_layers + 1, n_tokens, 2P)`` per Doc. Its
 settings (``BiLMSettings``: which weights, how to cut Docs into units, state mode, precision,
-batch budget, layer cache) are the arguments of ``spacy-elmo.ElmoModel.v2``; they live in
+batch budget, layer cache, word cache) are the arguments of ``spacy-elmo.ElmoModel.v2``; they live in
 ``model.attrs["settings"]``, are checked once when set, and are not serialized (the config
 holds them). ``frozen`` is the owner's: the ``elmo`` component or ``spacy-elmo.Elmo.v2``.
 
-The PyTorch module lives in a ``PyTorchShim``. It is loaded from the ``weights`` setting on
-first use (``ensure_bilm``), unless deserialization has put one there first; either way it
-goes through ``install_bilm``, which applies the settings. Serialized, a biLM is its files in
-the reference layout (``options.json`` + ``weights.hdf5``), the same files the component
-writes to disk.
+The PyTorch module lives in a ``PyTorchShim`` (``ElmoShim``). It is loaded from the ``weights``
+setting on first use (``ensure_bilm``), unless deserialization has put one there first; either
+way it goes through ``install_bilm``, which applies the settings. Serialized, a biLM is its files
+(``options.json`` + ``weights.hdf5`` in the reference layout, or ``efml/`` for an
+ELMoForManyLangs model), the same files the component writes to disk.
 
 Units (see ``units``) are sorted by length and packed into batches of at most
 ``max_batch_tokens`` padded tokens. With ``cache_tokens`` set, a frozen biLM in ``reset``
@@ -59,7 +59,8 @@ EFML_DIR = "efml"
 class BiLMSettings:
     """How an ``elmo_bilm_model`` finds and runs its biLM; checked on construction.
 
-    The defaults are the arguments' defaults of ``spacy-elmo.ElmoModel.v2`` (``architectures``).
+    The defaults are the arguments' defaults of ``spacy-elmo.ElmoModel.v2`` (``architectures``);
+    ``frozen`` is set by the model's owner.
     """
 
     weights: str | None
