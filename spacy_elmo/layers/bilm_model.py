@@ -346,19 +346,71 @@ def _unit_words(docs: Sequence[Doc], unit: Unit) -> tuple[str, ...]:
     return tuple(token.text for token in docs[unit.doc_index][unit.start : unit.end])
 
 
+class _DocLayers:
+    """Collects the units' core slices into per-Doc ``(L, n_tokens, 2P)`` tensors, in token order.
+
+    Without gradients each slice is copied into its Doc's output as soon as its batch has run, so
+    the padded batch outputs are freed batch by batch: a long Doc peaks at one copy of its layers
+    plus one batch. With gradients the slices are kept and joined by ``torch.cat`` (autograd).
+    """
+
+    def __init__(self, docs: Sequence[Doc], n_layers: int, width: int, like: torch.Tensor, copy_in: bool) -> None:
+        self.docs = docs
+        self.cores: list[list[tuple[int, int]]] = [[] for _ in docs]
+        self.pieces: list[list[tuple[int, torch.Tensor]]] = [[] for _ in docs]
+        self.outputs = [like.new_empty(n_layers, len(doc), width) if copy_in else None for doc in docs]
+        self.empty = like.new_zeros(n_layers, 0, width)
+
+    def add(self, unit: Unit, layers: torch.Tensor) -> None:
+        """``layers``: ``(L, unit length, 2P)``, the unit's run tokens."""
+        n_tokens = len(self.docs[unit.doc_index])
+        if not 0 <= unit.core_start <= unit.core_end <= min(unit.end, n_tokens) or unit.core_start < unit.start:
+            raise ElmoError(
+                f"the elmo unit splitter gave a core [{unit.core_start}, {unit.core_end}) outside its unit "
+                f"[{unit.start}, {unit.end}) or its Doc of {n_tokens} tokens"
+            )
+        offset = unit.core_start - unit.start
+        core = layers[:, offset : offset + unit.core_end - unit.core_start]
+        self.cores[unit.doc_index].append((unit.core_start, unit.core_end))
+        output = self.outputs[unit.doc_index]
+        if output is not None:
+            output[:, unit.core_start : unit.core_end] = core
+        else:
+            self.pieces[unit.doc_index].append((unit.core_start, core))
+
+    def finish(self) -> list[torch.Tensor]:
+        results = []
+        for index, doc in enumerate(self.docs):
+            covered = 0
+            for core_start, core_end in sorted(c for c in self.cores[index] if c[0] < c[1]):
+                if core_start != covered:
+                    break
+                covered = core_end
+            if covered != len(doc) or sum(end - start for start, end in self.cores[index]) != len(doc):
+                raise ElmoError(
+                    f"the elmo unit splitter's cores cover tokens [0, {covered}) of a Doc of {len(doc)} "
+                    "before a gap or an overlap: they must tile the Doc exactly"
+                )
+            output = self.outputs[index]
+            if output is None:
+                pieces = [piece for _, piece in sorted(self.pieces[index], key=lambda item: item[0])]
+                output = torch.cat(pieces, dim=1) if pieces else self.empty
+            results.append(output)
+        return results
+
+
 def _run_units(
-    bilm: ElmoBiLM, docs: Sequence[Doc], settings: BiLMSettings, cache: LayerCache | None
-) -> list[tuple[Unit, torch.Tensor]]:
-    """Every unit with its layers ``(L, unit length, 2P)``; cached units are not run again."""
+    bilm: ElmoBiLM, docs: Sequence[Doc], settings: BiLMSettings, cache: LayerCache | None, sink: _DocLayers
+) -> None:
+    """Runs every unit (cached units are not run again) and hands its layers ``(L, unit length, 2P)`` to ``sink``."""
     units = [unit for i, doc in enumerate(docs) for unit in settings.get_units(i, doc)]
-    results: list[tuple[Unit, torch.Tensor]] = []
     to_run: list[Unit] = []
     for unit in units:
         cached = cache.get(_unit_words(docs, unit)) if cache is not None else None
         if cached is None:
             to_run.append(unit)
         else:
-            results.append((unit, cached))
+            sink.add(unit, cached)
     keep_order = settings.state == "stateful"
     for batch in pack_batches(to_run, settings.max_batch_tokens, keep_order):
         words = [_unit_words(docs, unit) for unit in batch]
@@ -369,33 +421,8 @@ def _run_units(
                 # A copy, so that the cache does not keep the whole padded batch alive.
                 unit_layers = unit_layers.clone()
                 cache.put(words[row], unit_layers)
-            results.append((unit, unit_layers))
-    return results
-
-
-def _assemble(
-    docs: Sequence[Doc], ran: list[tuple[Unit, torch.Tensor]], n_layers: int, width: int, like: torch.Tensor
-) -> list[torch.Tensor]:
-    """Per-Doc ``(L, n_tokens, 2P)`` tensors made of the units' core slices, in token order."""
-    pieces: list[list[tuple[int, torch.Tensor]]] = [[] for _ in docs]
-    for unit, layers in ran:
-        offset = unit.core_start - unit.start
-        length = unit.core_end - unit.core_start
-        pieces[unit.doc_index].append((unit.core_start, layers[:, offset : offset + length]))
-    outputs = []
-    for doc, doc_pieces in zip(docs, pieces, strict=True):
-        if not doc_pieces:
-            joined = like.new_zeros(n_layers, 0, width)
-        else:
-            doc_pieces.sort(key=lambda piece: piece[0])
-            joined = torch.cat([piece for _, piece in doc_pieces], dim=1)
-        if joined.shape[1] != len(doc):
-            raise ElmoError(
-                f"the elmo unit splitter's cores cover {joined.shape[1]} tokens of a Doc of {len(doc)}: "
-                "they must tile the Doc exactly"
-            )
-        outputs.append(joined)
-    return outputs
+            sink.add(unit, unit_layers)
+        del layers
 
 
 def elmo_forward(
@@ -408,8 +435,9 @@ def elmo_forward(
     like = bilm.bos_ids.new_zeros(0, dtype=torch.float32)
     cache = None if track_grad else get_layer_cache(model)
     with torch.set_grad_enabled(track_grad):
-        ran = _run_units(bilm, docs, settings, cache)
-        doc_layers = _assemble(docs, ran, bilm.n_output_layers, bilm.output_dim, like)
+        sink = _DocLayers(docs, bilm.n_output_layers, bilm.output_dim, like, copy_in=not track_grad)
+        _run_units(bilm, docs, settings, cache, sink)
+        doc_layers = sink.finish()
     outputs = [model.ops.asarray3f(torch2xp(t.detach())) for t in doc_layers]
 
     def backprop(d_outputs: list[Floats3d]) -> list[Doc]:

@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 
 from spacy_elmo import ElmoError, load_bilm, restore_vectors
 from spacy_elmo.layers.bilm_model import get_settings
-from spacy_elmo.layers.units import window_units
+from spacy_elmo.layers.units import Unit, window_units
 
 from ..elmo_helpers import LAYER_WIDTH, N_LAYERS, elmo_config, make_nlp
 
@@ -140,6 +140,25 @@ def test_long_documents_use_overlapping_windows(weights_dir: Path) -> None:
             window._.elmo["layers"][:, offset : offset + unit.core_end - unit.core_start],
             atol=1e-5,
         )
+
+
+@spacy.registry.misc("test-units-with-a-gap.v1")
+def units_with_a_gap() -> object:
+    def get_units(doc_index: int, doc: Doc) -> list[Unit]:
+        # Cores [0, 2) and [3, n): token 2 is in no core; [1, 3) overlaps the first instead.
+        n = len(doc)
+        return [Unit(doc_index, 0, n, 0, 2), Unit(doc_index, 0, n, 3, n), Unit(doc_index, 0, n, 1, 2)]
+
+    return get_units
+
+
+@pytest.mark.parametrize("is_train", [False, True])
+def test_a_splitter_whose_cores_do_not_tile_the_doc_is_refused(weights_dir: Path, is_train: bool) -> None:
+    nlp = make_nlp(weights_dir, frozen=not is_train, get_units={"@misc": "test-units-with-a-gap.v1"})
+    model = nlp.get_pipe("elmo").model
+    doc = nlp.make_doc("one two three four five")
+    with pytest.raises(ElmoError, match="must tile the Doc exactly"):
+        model.begin_update([doc]) if is_train else model.predict([doc])
 
 
 @pytest.mark.parametrize(
