@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import ElmoOptionsError, ElmoWeightsError
+from .config_reader import ConfigReader
 from .cpu_matmul import initialize_in_logical_order, transposed_parameter
 from .model import ElmoBiLM, StateMode
 from .options import SUPPORTED_ACTIVATIONS, ElmoOptions
@@ -117,28 +118,8 @@ class EfmlConfig:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "network config") -> EfmlConfig:
-        def fail(message: str) -> ElmoOptionsError:
-            return ElmoOptionsError(f"{source}: {message}")
-
-        def section(name: str) -> dict[str, Any]:
-            value = data.get(name) if isinstance(data, dict) else None
-            if not isinstance(value, dict):
-                raise fail(f"missing the '{name}' section (an object)")
-            return value
-
-        def integer(sec: dict[str, Any], key: str, where: str, minimum: int) -> int:
-            value = sec.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise fail(f"'{where}.{key}' must be an integer >= {minimum}, found {value!r}")
-            return value
-
-        def clip(key: str) -> float | None:
-            value = encoder.get(key)
-            if value is None or value == 0:
-                return None
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise fail(f"'encoder.{key}' must be a positive number, 0 or null, found {value!r}")
-            return float(value)
+        reader = ConfigReader(data, source)
+        fail, section, integer = reader.fail, reader.section, reader.integer
 
         encoder, embedder = section("encoder"), section("token_embedder")
         if str(encoder.get("name", "")).lower() != "elmo":
@@ -153,26 +134,11 @@ class EfmlConfig:
         if char_dim == 0 and word_dim == 0:
             raise fail("'token_embedder.char_dim' and 'word_dim' are both 0: the model has no input")
         max_chars = integer(embedder, "max_characters_per_token", "token_embedder", 3)
-        filters: list[tuple[int, int]] = []
+        filters: tuple[tuple[int, int], ...] = ()
         n_highway = 0
         activation = str(embedder.get("activation", "relu"))
         if char_dim > 0:
-            raw = embedder.get("filters")
-            if not isinstance(raw, list) or not raw:
-                raise fail(f"'token_embedder.filters' must be a non-empty list of [width, n_out], found {raw!r}")
-            for k, pair in enumerate(raw):
-                ok = (
-                    isinstance(pair, (list, tuple))
-                    and len(pair) == 2
-                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
-                    and pair[0] <= max_chars
-                )
-                if not ok:
-                    raise fail(
-                        f"'token_embedder.filters[{k}]' must be [width <= {max_chars}, n_out] with positive "
-                        f"integers, found {pair!r}"
-                    )
-                filters.append((int(pair[0]), int(pair[1])))
+            filters = reader.filters(embedder.get("filters"), "token_embedder.filters", max_chars)
             n_highway = integer(embedder, "n_highway", "token_embedder", 0)
             if activation not in SUPPORTED_ACTIVATIONS:
                 raise fail(f"'token_embedder.activation' must be one of {SUPPORTED_ACTIVATIONS}, found {activation!r}")
@@ -180,15 +146,15 @@ class EfmlConfig:
         return cls(
             char_dim=char_dim,
             word_dim=word_dim,
-            filters=tuple(filters),
+            filters=filters,
             n_highway=n_highway,
             activation=activation,
             max_characters_per_token=max_chars,
             projection_dim=integer(encoder, "projection_dim", "encoder", 1),
             lstm_dim=integer(encoder, "dim", "encoder", 1),
             n_layers=integer(encoder, "n_layers", "encoder", 1),
-            cell_clip=clip("cell_clip"),
-            proj_clip=clip("proj_clip"),
+            cell_clip=reader.clip(encoder, "cell_clip", "encoder"),
+            proj_clip=reader.clip(encoder, "proj_clip", "encoder"),
             extra=tuple((k, v) for k, v in data.items() if k not in known),
         )
 

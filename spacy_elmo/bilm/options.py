@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ElmoOptionsError
+from .config_reader import ConfigReader
 
 MAX_CHARACTERS_PER_TOKEN = 50
 SUPPORTED_ACTIVATIONS = ("relu", "tanh")
@@ -68,30 +69,8 @@ class ElmoOptions:
     def from_dict(cls, data: Any, source: str = "options") -> ElmoOptions:
         """Validate a parsed ``options.json``; ``source`` names it in errors."""
 
-        def fail(message: str) -> ElmoOptionsError:
-            return ElmoOptionsError(f"{source}: {message}")
-
-        def section(name: str) -> dict[str, Any]:
-            value = data.get(name) if isinstance(data, dict) else None
-            if not isinstance(value, dict):
-                raise fail(f"missing the '{name}' section (an object)")
-            return value
-
-        def integer(sec: dict[str, Any], key: str, where: str, minimum: int) -> int:
-            if key not in sec:
-                raise fail(f"missing '{where}.{key}'")
-            value = sec[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise fail(f"'{where}.{key}' must be an integer >= {minimum}, found {value!r}")
-            return value
-
-        def clip(sec: dict[str, Any], key: str) -> float | None:
-            value = sec.get(key)
-            if value is None or value == 0:
-                return None
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise fail(f"'lstm.{key}' must be a positive number, 0 or null, found {value!r}")
-            return float(value)
+        reader = ConfigReader(data, source)
+        fail, section, integer = reader.fail, reader.section, reader.integer
 
         lstm = section("lstm")
         cnn = section("char_cnn")
@@ -100,23 +79,7 @@ class ElmoOptions:
             raise fail("missing 'char_cnn.embedding' (an object with 'dim')")
         char_dim = integer(embedding, "dim", "char_cnn.embedding", 1)
 
-        raw_filters = cnn.get("filters")
-        if not isinstance(raw_filters, list) or not raw_filters:
-            raise fail(f"'char_cnn.filters' must be a non-empty list of [width, n_out], found {raw_filters!r}")
-        filters = []
-        for k, pair in enumerate(raw_filters):
-            ok = (
-                isinstance(pair, (list, tuple))
-                and len(pair) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
-            )
-            if not ok:
-                raise fail(f"'char_cnn.filters[{k}]' must be [width, n_out] with positive integers, found {pair!r}")
-            if pair[0] > MAX_CHARACTERS_PER_TOKEN:
-                raise fail(
-                    f"'char_cnn.filters[{k}]' has width {pair[0]}, wider than {MAX_CHARACTERS_PER_TOKEN} characters"
-                )
-            filters.append((int(pair[0]), int(pair[1])))
+        filters = reader.filters(cnn.get("filters"), "char_cnn.filters", MAX_CHARACTERS_PER_TOKEN)
 
         activation = cnn.get("activation", "relu")
         if activation not in SUPPORTED_ACTIVATIONS:
@@ -142,14 +105,14 @@ class ElmoOptions:
         extra = tuple((k, v) for k, v in data.items() if k not in known)
         return cls(
             char_embedding_dim=char_dim,
-            filters=tuple(filters),
+            filters=filters,
             n_highway=n_highway,
             activation=activation,
             lstm_dim=integer(lstm, "dim", "lstm", 1),
             projection_dim=projection_dim,
             n_layers=integer(lstm, "n_layers", "lstm", 1),
-            cell_clip=clip(lstm, "cell_clip"),
-            proj_clip=clip(lstm, "proj_clip"),
+            cell_clip=reader.clip(lstm, "cell_clip", "lstm"),
+            proj_clip=reader.clip(lstm, "proj_clip", "lstm"),
             use_skip_connections=skip,
             n_characters=n_characters,
             max_characters_per_token=max_chars,
