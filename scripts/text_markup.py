@@ -237,21 +237,3 @@ def dict_paragraphs(text: str) -> list[str]:
         s = re.sub(r"^\s*\d+\.\s+", "", s)
         out.append(s)
     return prose(out)
-
-
-# e-mail (SpamAssassin ham)
-def email_paragraphs(text: str) -> list[str]:
-    """Prose of one e-mail: headers, quoted lines, signature and list footers dropped; HTML mail skipped."""
-    _, _, body = text.partition("\n\n")
-    if re.search(r"<html|<body|Content-Type:\s*text/html", body, re.I):
-        return []
-    body = body.split("\n-- \n")[0]
-    lines = []
-    for line in body.split("\n"):
-        if re.match(r"^\s*(>|\||On .* wrote:|_{5,}|-{5,}|={5,})", line) or "wrote:" in line:
-            lines.append("")
-        elif re.match(r"^\s*(https?://|www\.)", line):
-            continue
-        else:
-            lines.append(line)
-    return prose(blocks("\n".join(lines)))

@@ -53,12 +53,10 @@ def test_markdown_html_roff_pod_strip_markup() -> None:
     assert markup.pod_paragraphs(pod) == ["The print function writes a list of strings to the filehandle."]
 
 
-def test_dict_and_email_strippers() -> None:
+def test_dict_stripper() -> None:
     entry = 'Abjure \\Ab*jure"\\, v. t. [L. abjurare.]\n'
     entry += "   1. To renounce upon oath; to forswear; to disavow.\n   [1913 Webster]"
     assert markup.dict_paragraphs(entry) == ["Abjure , v. t. 1. To renounce upon oath; to forswear; to disavow."]
-    mail = f"From: a@b\nSubject: hi\n\n{PROSE}\n\n> quoted text that is not the sender's own words at all\n-- \nsig sig"
-    assert markup.email_paragraphs(mail) == [PROSE]
 
 
 def test_split_documents_sends_every_50th_to_dev_and_drops_repeats() -> None:
