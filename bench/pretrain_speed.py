@@ -62,11 +62,12 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         corpus = tokenize_corpus(args.text, directory, SentenceTokenizer("en", "whitespace"))
         vocab = Vocabulary.from_counts(corpus.counts, settings.max_vocab_size, settings.min_count)
         model, _ = train_module.build_model(preset.options, settings, len(vocab), seed=0, init_from=None)
-        step_kwargs: dict[str, Any] = {}
-        if args.precision != "float32":
-            if not hasattr(train_module, "training_precision"):
-                raise SystemExit(f"{Path(train_module.__file__).parents[2]}: no --precision support")
-            step_kwargs["precision"] = args.precision
+        try:
+            from spacy_elmo.pretrain.precision import training_precision
+        except ImportError:  # a checkout from before --precision: float32 only
+            if args.precision != "float32":
+                raise SystemExit(f"{Path(train_module.__file__).parents[2]}: no --precision support") from None
+            training_precision = None
         optimizer = torch.optim.Adagrad(
             model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
         )
@@ -86,15 +87,14 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         states = model.zero_states(settings.batch_size)
         model.train()
         parameters = [p for p in model.parameters() if p.requires_grad]
-        precision_context = getattr(train_module, "training_precision", None)
         losses: list[float] = []
 
         def step() -> None:
             nonlocal states
             forward_batch, backward_batch = next(batchers[0]), next(batchers[1])
             states = train_module.reset_states(states, forward_batch, backward_batch)
-            if precision_context is not None:
-                with precision_context(step_kwargs.get("precision", "float32")):
+            if training_precision is not None:
+                with training_precision(args.precision):
                     output = model(forward_batch, backward_batch, states)
             else:
                 output = model(forward_batch, backward_batch, states)
@@ -110,10 +110,12 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with profile(activities=[ProfilerActivity.CPU], with_stack=bool(os.environ.get("PROFILE_STACK"))) as prof:
                 for _ in range(args.steps):
                     step()
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
+            group = int(os.environ.get("PROFILE_STACK", "0"))
+            table = prof.key_averages(group_by_stack_n=group).table(sort_by="self_cpu_time_total", row_limit=30)
+            print(table, file=sys.stderr)
         started = time.perf_counter()
         for _ in range(args.steps):
             step()

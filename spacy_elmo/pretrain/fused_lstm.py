@@ -24,6 +24,18 @@ def _clip_mask(values: torch.Tensor, clip: float | None) -> torch.Tensor | None:
     return (values >= -clip) & (values <= clip)
 
 
+def _in(x: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
+    """``x`` as the matrix products take it: in ``low`` precision, or as it is (float32)."""
+    return x if low is None else x.to(low)
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
+    """``a @ b`` (batched) in float32, or with ``a`` rounded to ``low`` (``b`` already is): a float32 result."""
+    if low is None:
+        return torch.bmm(a, b)
+    return torch.bmm(a.to(low), b).float()
+
+
 class _BiLstmLayer(torch.autograd.Function):
     """``d`` (here 2) independent projected LSTMs over ``T`` steps; see ``bidirectional_layer``."""
 
@@ -39,14 +51,17 @@ class _BiLstmLayer(torch.autograd.Function):
         projection_weight: torch.Tensor,
         cell_clip: float | None,
         proj_clip: float | None,
+        low: torch.dtype | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d, steps, batch, in_dim = inputs.shape
         C = hidden_weight.shape[2] // 4
         P = projection_weight.shape[2]
-        inputs = inputs.contiguous()
+        inputs = inputs.float().contiguous()
+        h0, c0 = h0.float(), c0.float()
+        product_hidden, product_projection = _in(hidden_weight, low), _in(projection_weight, low)
         # (d, T, B, 4C): every step's input gates, bias included, in one product per direction
-        from_input = torch.baddbmm(bias[:, None, :], inputs.view(d, steps * batch, in_dim), input_weight)
-        from_input = from_input.view(d, steps, batch, 4 * C)
+        from_input = _product(inputs.view(d, steps * batch, in_dim), _in(input_weight, low), low)
+        from_input = from_input.add_(bias[:, None, :]).view(d, steps, batch, 4 * C)
         # Per step, time first so that step t's slice is contiguous.
         gates = inputs.new_empty(steps, d, batch, 4 * C)  # after the activations
         cells = inputs.new_empty(steps, d, batch, C)  # before the clip
@@ -57,7 +72,10 @@ class _BiLstmLayer(torch.autograd.Function):
         outputs = inputs.new_empty(steps, d, batch, P) if proj_clip is not None else projected
         h, c = h0, c0
         for t in range(steps):
-            g = torch.baddbmm(from_input[:, t], h, hidden_weight, out=gates[t])
+            if low is None:
+                g = torch.baddbmm(from_input[:, t], h, hidden_weight, out=gates[t])
+            else:
+                g = torch.add(from_input[:, t], _product(h, product_hidden, low), out=gates[t])
             # TF gate order i, j, f, o
             g[..., :C].sigmoid_()
             g[..., C : 2 * C].tanh_()
@@ -69,7 +87,10 @@ class _BiLstmLayer(torch.autograd.Function):
                 c = torch.clamp(c, -cell_clip, cell_clip, out=cells_clipped[t])
             torch.tanh(c, out=tanh_cells[t])
             torch.mul(o, tanh_cells[t], out=cell_outputs[t])
-            h = torch.bmm(cell_outputs[t], projection_weight, out=projected[t])
+            if low is None:
+                h = torch.bmm(cell_outputs[t], projection_weight, out=projected[t])
+            else:
+                h = projected[t].copy_(_product(cell_outputs[t], product_projection, low))
             if proj_clip is not None:
                 h = torch.clamp(h, -proj_clip, proj_clip, out=outputs[t])
         ctx.save_for_backward(
@@ -77,6 +98,7 @@ class _BiLstmLayer(torch.autograd.Function):
             gates, cells, cells_clipped, tanh_cells, cell_outputs, projected, outputs,
         )  # fmt: skip
         ctx.clips = (cell_clip, proj_clip)
+        ctx.low = low
         return outputs.transpose(0, 1).contiguous(), h.clone(), c.clone()
 
     @staticmethod
@@ -88,6 +110,7 @@ class _BiLstmLayer(torch.autograd.Function):
             gates, cells, cells_clipped, tanh_cells, cell_outputs, projected, outputs,
         ) = ctx.saved_tensors  # fmt: skip
         cell_clip, proj_clip = ctx.clips
+        low = ctx.low
         d, steps, batch, in_dim = inputs.shape
         C = hidden_weight.shape[2] // 4
         P = projection_weight.shape[2]
@@ -102,15 +125,15 @@ class _BiLstmLayer(torch.autograd.Function):
         tanh_grad = 1.0 - tanh_cells * tanh_cells
         cell_mask = _clip_mask(cells, cell_clip)
         proj_mask = _clip_mask(projected, proj_clip)
-        hidden_t = hidden_weight.transpose(1, 2).contiguous()
-        projection_t = projection_weight.transpose(1, 2).contiguous()
+        hidden_t = _in(hidden_weight.transpose(1, 2), low).contiguous()
+        projection_t = _in(projection_weight.transpose(1, 2), low).contiguous()
         grad_gates = gates.new_empty(steps, d, batch, 4 * C)
         grad_projected = outputs.new_empty(steps, d, batch, P)
         for t in reversed(range(steps)):
             gp = torch.add(grad_outputs[t], dh, out=grad_projected[t])
             if proj_mask is not None:
                 gp.mul_(proj_mask[t])
-            dm = torch.bmm(gp, projection_t)
+            dm = _product(gp, projection_t, low)
             i, j, f, o = gates[t].split(C, dim=-1)
             gg = grad_gates[t]
             di, dj, df, do = gg.split(C, dim=-1)
@@ -124,21 +147,24 @@ class _BiLstmLayer(torch.autograd.Function):
             torch.mul(dcell, c_prev, out=df)
             gg.mul_(act_grad[t])
             dc = dcell.mul_(f)
-            dh = torch.bmm(gg, hidden_t)
+            dh = _product(gg, hidden_t, low)
         rows = steps * batch
         # (d, T*B, .) in the inputs' (t, b) row order
         grad_gates_rows = grad_gates.transpose(0, 1).reshape(d, rows, 4 * C)
         hidden_prev = torch.cat([h0[None], outputs[:-1]]).transpose(0, 1).reshape(d, rows, P)
         input_rows = inputs.view(d, rows, in_dim)
-        grad_input_weight = torch.bmm(input_rows.transpose(1, 2), grad_gates_rows)
-        grad_hidden_weight = torch.bmm(hidden_prev.transpose(1, 2), grad_gates_rows)
+        grad_gates_low = _in(grad_gates_rows, low)
+        grad_input_weight = _product(input_rows.transpose(1, 2), grad_gates_low, low)
+        grad_hidden_weight = _product(hidden_prev.transpose(1, 2), grad_gates_low, low)
         grad_bias = grad_gates_rows.sum(1)
         cell_output_rows = cell_outputs.transpose(0, 1).reshape(d, rows, C)
         grad_projected_rows = grad_projected.transpose(0, 1).reshape(d, rows, P)
-        grad_projection_weight = torch.bmm(cell_output_rows.transpose(1, 2), grad_projected_rows)
-        grad_inputs = torch.bmm(grad_gates_rows, input_weight.transpose(1, 2)).view(d, steps, batch, in_dim)
+        grad_projection_weight = _product(cell_output_rows.transpose(1, 2), _in(grad_projected_rows, low), low)
+        grad_inputs = _product(grad_gates_low, _in(input_weight.transpose(1, 2), low), low)
+        grad_inputs = grad_inputs.view(d, steps, batch, in_dim)
         return (
-            grad_inputs, dh, dc, grad_input_weight, grad_hidden_weight, grad_bias, grad_projection_weight, None, None,
+            grad_inputs, dh, dc, grad_input_weight, grad_hidden_weight, grad_bias, grad_projection_weight,
+            None, None, None,
         )  # fmt: skip
 
 
@@ -162,7 +188,10 @@ def bidirectional_layer(
     projection_weight = torch.stack([first.projection_weight, second.projection_weight])
     h0 = torch.stack([initial[0][0], initial[1][0]])
     c0 = torch.stack([initial[0][1], initial[1][1]])
-    outputs, h, c = _BiLstmLayer.apply(
-        inputs, h0, c0, input_weight, hidden_weight, bias, projection_weight, first.cell_clip, first.proj_clip
-    )
+    # Under CPU autocast (``--precision bfloat16``) the products run in its dtype, all else in float32.
+    low = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    with torch.autocast("cpu", enabled=False):
+        outputs, h, c = _BiLstmLayer.apply(
+            inputs, h0, c0, input_weight, hidden_weight, bias, projection_weight, first.cell_clip, first.proj_clip, low
+        )
     return outputs, ((h[0], c[0]), (h[1], c[1]))
