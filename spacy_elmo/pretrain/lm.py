@@ -20,7 +20,9 @@ from torch.nn import functional as F
 from ..bilm.lstm import State
 from ..bilm.model import ElmoBiLM
 from ..bilm.options import ElmoOptions
+from ..bilm.token_encoder import token_lengths
 from .data import IGNORE_TARGET, LMBatch
+from .fused_lstm import bidirectional_layer
 
 SoftmaxKind = Literal["sampled", "adaptive", "full"]
 SOFTMAX_KINDS: tuple[str, ...] = ("sampled", "adaptive", "full")
@@ -71,6 +73,8 @@ class BiLMLanguageModel(nn.Module):
         self.n_negative_samples = min(n_negative_samples, vocab_size)
         dim = options.projection_dim
         self.sampler: torch.Generator | None = None
+        # Both directions' LSTMs through ``fused_lstm`` (same function, faster); False: layer by layer.
+        self.fused_lstm = True
         if softmax == "adaptive":
             cutoffs = adaptive_cutoffs or default_cutoffs(vocab_size)
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, list(cutoffs), div_value=4.0)
@@ -81,10 +85,17 @@ class BiLMLanguageModel(nn.Module):
     # ------------------------------------------------------------------ encoder and LSTMs
 
     def encode(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings ``(..., P)`` of char ids ``(..., 50)``; each distinct token is encoded once."""
+        """Token embeddings ``(..., P)`` of char ids ``(..., 50)``; each distinct token is encoded once.
+
+        The distinct tokens go to the encoder shortest first: its CNN chunks then hold tokens of similar
+        length and skip more of the padding (``CharacterCNN``), with the same result.
+        """
         flat = char_ids.reshape(-1, char_ids.shape[-1])
         unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-        embedded = self.bilm.token_encoder(unique)[inverse]
+        order = torch.argsort(token_lengths(unique), stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.shape[0], device=order.device)
+        embedded = self.bilm.token_encoder(unique[order])[rank[inverse]]
         return embedded.view(*char_ids.shape[:-1], -1)
 
     def run_direction(
@@ -106,6 +117,41 @@ class BiLMLanguageModel(nn.Module):
             finals.append(final)
             x = output
         return self.dropout(x), finals
+
+    def dropout_masks(self, batch: int, steps: int) -> list[torch.Tensor] | None:
+        """The scaled dropout masks ``(2, T, B, P)`` of each layer's input then of the top output, or None
+        (no dropout). Drawn as ``run_direction``'s ``nn.Dropout`` calls draw them (the forward stack's, then
+        the backward one's, each ``(B, T, P)``), so both paths see the same masks from the same seed."""
+        p = self.dropout.p
+        if not self.training or p == 0.0:
+            return None
+        n_masks = self.options.n_layers + 1
+        shape = (batch, steps, self.options.projection_dim)
+        drawn = [torch.empty(shape).bernoulli_(1.0 - p).div_(1.0 - p) for _ in range(2 * n_masks)]
+        return [torch.stack([drawn[k], drawn[n_masks + k]]).transpose(1, 2) for k in range(n_masks)]
+
+    def run_directions(
+        self, embedded: torch.Tensor, initial: list[State]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[State]]:
+        """Both directions' stacks at once (``fused_lstm``); ``embedded (2, B, T, P)``, forward stream first.
+
+        The same function as ``run_direction`` per direction, with the same dropout masks. Returns the top
+        outputs ``(B, T, P)`` of the forward and the backward stack, and the final states (forward layers first).
+        """
+        n_layers = self.options.n_layers
+        masks = self.dropout_masks(embedded.shape[1], embedded.shape[2])
+        x = embedded.transpose(1, 2)  # (2, T, B, P): each step's rows contiguous inside the fused layer
+        finals: list[tuple[State, State]] = []
+        for index in range(n_layers):
+            layer_input = x if masks is None else x * masks[index].to(x.device)
+            layers = (self.bilm.lstm.forward_layers[index], self.bilm.lstm.backward_layers[index])
+            output, final = bidirectional_layer(layers, layer_input, (initial[index], initial[n_layers + index]))
+            if self.options.use_skip_connections and index > 0:
+                output = output + layer_input
+            finals.append(final)
+            x = output
+        top = (x if masks is None else x * masks[-1].to(x.device)).transpose(1, 2)
+        return top[0], top[1], [f for f, _ in finals] + [b for _, b in finals]
 
     def zero_states(self, batch: int, device: torch.device | None = None) -> list[State]:
         P, C, L = self.options.projection_dim, self.options.lstm_dim, self.options.n_layers
@@ -150,18 +196,28 @@ class BiLMLanguageModel(nn.Module):
         n_layers = self.options.n_layers
         char_ids = torch.stack([forward_batch.char_ids, backward_batch.char_ids])
         embedded = self.encode(char_ids.to(self.softmax_device))
-        top_forward, finals_forward = self.run_direction(self.bilm.lstm.forward_layers, embedded[0], states[:n_layers])
-        top_backward, finals_backward = self.run_direction(
-            self.bilm.lstm.backward_layers, embedded[1], states[n_layers:]
-        )
+        if self.fused_lstm:
+            top_forward, top_backward, finals_all = self.run_directions(embedded, states)
+        else:
+            top_forward, finals_forward = self.run_direction(
+                self.bilm.lstm.forward_layers, embedded[0], states[:n_layers]
+            )
+            top_backward, finals_backward = self.run_direction(
+                self.bilm.lstm.backward_layers, embedded[1], states[n_layers:]
+            )
+            finals_all = finals_forward + finals_backward
         exact = not self.training
         dim = top_forward.shape[-1]
         device = top_forward.device
-        forward_loss = self.target_loss(top_forward.reshape(-1, dim), forward_batch.targets.to(device).view(-1), exact)
-        backward_loss = self.target_loss(
-            top_backward.reshape(-1, dim), backward_batch.targets.to(device).view(-1), exact
-        )
-        finals = [(h.detach(), c.detach()) for h, c in finals_forward + finals_backward]
+        # The softmax and loss in float32 whatever the autocast (``precision``) around the rest.
+        with torch.autocast(device.type, enabled=False):
+            forward_loss = self.target_loss(
+                top_forward.reshape(-1, dim).float(), forward_batch.targets.to(device).view(-1), exact
+            )
+            backward_loss = self.target_loss(
+                top_backward.reshape(-1, dim).float(), backward_batch.targets.to(device).view(-1), exact
+            )
+        finals = [(h.detach(), c.detach()) for h, c in finals_all]
         return LMOutput(0.5 * (forward_loss + backward_loss), forward_loss, backward_loss, finals)
 
     @property

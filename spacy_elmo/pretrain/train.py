@@ -47,6 +47,7 @@ from .data import (
     tokenize_corpus,
 )
 from .lm import BiLMLanguageModel
+from .precision import PRECISIONS, training_precision
 from .presets import TrainingSettings, get_preset, override_training
 
 CONFIG_NAME = "config.json"
@@ -82,6 +83,8 @@ class PretrainConfig:
     progress: bool = True
     # "strict": bytes that are not UTF-8 are an error naming the line; "replace": read as U+FFFD.
     encoding_errors: str = "strict"
+    # "bfloat16": the forward pass under autocast, weights and optimiser in float32 (see precision.py).
+    precision: str = "float32"
 
     def settings(self) -> TrainingSettings:
         return override_training(get_preset(self.preset).training, self.overrides)
@@ -428,6 +431,8 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     get_preset(config.preset)
     if config.encoding_errors not in ENCODING_ERRORS:
         raise PretrainError(f"encoding_errors must be one of {ENCODING_ERRORS}, found {config.encoding_errors!r}")
+    if config.precision not in PRECISIONS:
+        raise PretrainError(f"precision must be one of {PRECISIONS}, found {config.precision!r}")
     config = _prepare_output(config, resume, ctx)
     settings = config.settings()
     threads = config.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -574,7 +579,8 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
         forward_batch = next(forward_batcher)
         backward_batch = next(backward_batcher)
         states = reset_states(states, forward_batch, backward_batch)
-        output = trained(forward_batch, backward_batch, states)
+        with training_precision(config.precision, ctx.device.type):
+            output = trained(forward_batch, backward_batch, states)
         (output.loss * settings.unroll_steps).backward()
         nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
         optimizer.step()

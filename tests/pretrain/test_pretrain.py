@@ -269,13 +269,17 @@ def test_export_command_rewrites_the_same_files(trained_run: Path, tmp_path: Pat
     assert (tmp_path / "exported" / "vocab.txt").is_file()
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resume_after_interruption_matches_an_uninterrupted_run(
+    corpus: tuple[Path, Path], tmp_path: Path, precision: str
+) -> None:
     train, dev = corpus
     whole = tmp_path / "whole"
-    pretrain(tiny_config(train, whole, dev, max_steps=40))
+    pretrain(dataclasses.replace(tiny_config(train, whole, dev, max_steps=40), precision=precision))
     interrupted = tmp_path / "interrupted"
-    pretrain(tiny_config(train, interrupted, dev, max_steps=20))
-    # A resumed run continues from the step-20 checkpoint with its data position, state and RNGs.
+    pretrain(dataclasses.replace(tiny_config(train, interrupted, dev, max_steps=20), precision=precision))
+    # A resumed run continues from the step-20 checkpoint with its data position, state and RNGs
+    # (and its precision, from config.json).
     pretrain(tiny_config(train, interrupted, dev, max_steps=40), resume=True)
     assert read_log(whole) == [
         {**entry, "elapsed_s": read_log(whole)[i]["elapsed_s"], "tokens_per_s": read_log(whole)[i]["tokens_per_s"]}

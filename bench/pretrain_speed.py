@@ -1,0 +1,209 @@
+"""Pretraining throughput: tokens/s per direction of N training steps of a preset on fixed text.
+
+    python bench/pretrain_speed.py                          # this checkout, mini preset, bench/data text
+    python bench/pretrain_speed.py --baseline /work/wt/base # A/B against another checkout, taking turns
+
+Each measurement is a fresh worker process (``--worker``) with ``PYTHONPATH`` set to its checkout:
+it tokenizes the text (whitespace tokens, as shipped in ``bench/data/sentences.txt``), builds the
+preset's language model with the pretraining code's own ``build_model``, and runs the training step of
+``spacy_elmo.pretrain.train`` (reset states, forward, backward of ``loss * unroll_steps``, gradient
+clipping, Adagrad) for ``--warmup`` untimed then ``--steps`` timed steps. With ``--baseline`` the two
+checkouts alternate (A B A B ..., who goes first alternating per round) and the median ratio is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TEXT = HERE / "data" / "sentences.txt"
+
+
+def cpu_description() -> str:
+    """The CPU model and whether it has AVX-512, AVX512-BF16 and AMX (Linux ``/proc/cpuinfo``)."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return f"{model}, {os.cpu_count()} CPUs, flags: " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
+
+
+def run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Time ``args.steps`` training steps of this process's ``spacy_elmo``; returns the measurement."""
+    import torch
+    from torch import nn
+
+    from spacy_elmo.pretrain import train as train_module
+    from spacy_elmo.pretrain.data import LMBatcher, SentenceStream, SentenceTokenizer, Vocabulary, tokenize_corpus
+    from spacy_elmo.pretrain.presets import get_preset, override_training
+
+    torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset)
+    overrides: dict[str, Any] = {"batch_size": args.batch_size}
+    settings = override_training(preset.training, overrides)
+    with tempfile.TemporaryDirectory() as directory:
+        corpus = tokenize_corpus(args.text, directory, SentenceTokenizer("en", "whitespace"))
+        vocab = Vocabulary.from_counts(corpus.counts, settings.max_vocab_size, settings.min_count)
+        model, _ = train_module.build_model(preset.options, settings, len(vocab), seed=0, init_from=None)
+        try:
+            from spacy_elmo.pretrain.precision import training_precision
+        except ImportError:  # a checkout from before --precision: float32 only
+            if args.precision != "float32":
+                raise SystemExit(f"{Path(train_module.__file__).parents[2]}: no --precision support") from None
+            training_precision = None
+        optimizer = torch.optim.Adagrad(
+            model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
+        )
+        model.sampler = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        batchers = [
+            LMBatcher(
+                SentenceStream(corpus.shards, direction),
+                vocab,
+                settings.batch_size,
+                settings.unroll_steps,
+                reverse=direction == 1,
+                reset_probability=settings.state_reset_probability,
+            )
+            for direction in (0, 1)
+        ]
+        states = model.zero_states(settings.batch_size)
+        model.train()
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        losses: list[float] = []
+
+        def step() -> None:
+            nonlocal states
+            forward_batch, backward_batch = next(batchers[0]), next(batchers[1])
+            states = train_module.reset_states(states, forward_batch, backward_batch)
+            if training_precision is not None:
+                with training_precision(args.precision):
+                    output = model(forward_batch, backward_batch, states)
+            else:
+                output = model(forward_batch, backward_batch, states)
+            (output.loss * settings.unroll_steps).backward()
+            nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            states = output.states
+            losses.append(float(output.loss.detach()))
+
+        for _ in range(args.warmup):
+            step()
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU], with_stack=bool(os.environ.get("PROFILE_STACK"))) as prof:
+                for _ in range(args.steps):
+                    step()
+            group = int(os.environ.get("PROFILE_STACK", "0"))
+            table = prof.key_averages(group_by_stack_n=group).table(sort_by="self_cpu_time_total", row_limit=30)
+            print(table, file=sys.stderr)
+        started = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        seconds = time.perf_counter() - started
+    tokens = args.steps * settings.batch_size * settings.unroll_steps
+    return {
+        "tokens_per_s": tokens / seconds,
+        "seconds_per_step": seconds / args.steps,
+        "last_loss": losses[-1],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def measure(checkout: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One worker process on ``checkout``'s ``spacy_elmo``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", *args.worker_argv]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=checkout)
+    if done.returncode != 0:
+        raise SystemExit(f"worker on {checkout} failed:\n{done.stderr[-4000:]}")
+    if args.profile:
+        print(done.stderr, file=sys.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="tokenized text, one sentence a line")
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare against")
+    parser.add_argument("--baseline-precision", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds with --baseline")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of the timed steps")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.batch_size is None:
+        sys.path.insert(0, str(HERE.parent))
+        from spacy_elmo.pretrain.presets import get_preset
+
+        args.batch_size = get_preset(args.preset).training.batch_size
+    if args.worker:
+        print(json.dumps(run_worker(args)))
+        return 0
+    import torch
+
+    common = [
+        f"--text={args.text.resolve()}",
+        f"--preset={args.preset}",
+        f"--batch-size={args.batch_size}",
+        f"--steps={args.steps}",
+        f"--warmup={args.warmup}",
+        f"--threads={args.threads}",
+    ] + (["--profile"] if args.profile else [])
+    print(f"CPU: {cpu_description()}")
+    print(f"torch {torch.__version__}, threads {args.threads}, preset {args.preset}, batch {args.batch_size}")
+    print(f"text {args.text}, {args.warmup} warm-up + {args.steps} timed steps per measurement")
+    this = HERE.parent
+    if args.baseline is None:
+        args.worker_argv = [*common, f"--precision={args.precision}"]
+        result = measure(this, args)
+        print(f"this checkout ({args.precision}): {result['tokens_per_s']:.0f} tokens/s per direction")
+        return 0
+    ratios: list[float] = []
+    for round_index in range(args.rounds):
+        order = [("this", this, args.precision), ("baseline", args.baseline, args.baseline_precision)]
+        if round_index % 2:
+            order.reverse()
+        results = {}
+        for name, checkout, precision in order:
+            args.worker_argv = [*common, f"--precision={precision}"]
+            results[name] = measure(checkout, args)
+        ratio = results["this"]["tokens_per_s"] / results["baseline"]["tokens_per_s"]
+        ratios.append(ratio)
+        print(
+            f"round {round_index + 1}: this ({args.precision}) {results['this']['tokens_per_s']:.0f}, "
+            f"baseline ({args.baseline_precision}) {results['baseline']['tokens_per_s']:.0f} tokens/s per "
+            f"direction; ratio {ratio:.2f}",
+            flush=True,
+        )
+    print(f"median ratio this / baseline: {statistics.median(ratios):.2f} over {args.rounds} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Training fast paths give the plain paths' values and gradients: the fused LSTM, the token encoding."""
+
+from __future__ import annotations
+
+import torch
+
+from spacy_elmo.bilm.lstm import ProjectedLstmLayer
+from spacy_elmo.pretrain.data import LMBatch
+from spacy_elmo.pretrain.fused_lstm import bidirectional_layer
+from spacy_elmo.pretrain.lm import BiLMLanguageModel
+from spacy_elmo.pretrain.precision import training_precision
+from spacy_elmo.pretrain.presets import get_preset
+
+
+def _layers(clip: float | None) -> tuple[ProjectedLstmLayer, ProjectedLstmLayer]:
+    torch.manual_seed(0)
+    layers = tuple(ProjectedLstmLayer(6, 8, 5, cell_clip=clip, proj_clip=clip) for _ in range(2))
+    with torch.no_grad():
+        for layer in layers:  # a non-zero bias, and weights large enough for the clips to bite
+            layer.bias.uniform_(-1.0, 1.0)
+            layer.input_weight.mul_(3.0)
+            layer.hidden_weight.mul_(3.0)
+    return layers  # type: ignore[return-value]
+
+
+def _parameters(layers: tuple[ProjectedLstmLayer, ...]) -> list[torch.Tensor]:
+    return [p for layer in layers for p in layer.parameters()]
+
+
+def test_fused_layer_matches_two_projected_lstm_layers() -> None:
+    for clip in (0.4, None):
+        layers = _layers(clip)
+        batch, steps = 3, 7
+        generator = torch.Generator().manual_seed(1)
+        inputs = torch.randn(2, batch, steps, 6, generator=generator, requires_grad=True)
+        initial = [
+            (torch.randn(batch, 5, generator=generator), torch.randn(batch, 8, generator=generator)) for _ in range(2)
+        ]
+        initial = [(h.requires_grad_(), c.requires_grad_()) for h, c in initial]
+        # Weights on every output, so every gradient path is used (outputs and final h and c).
+        out_w = torch.randn(2, batch, steps, 5, generator=generator)
+        h_w, c_w = torch.randn(2, batch, 5, generator=generator), torch.randn(2, batch, 8, generator=generator)
+        leaves = [inputs, *(t for state in initial for t in state), *_parameters(layers)]
+
+        reference_loss = torch.zeros(())
+        for d in range(2):
+            out, (h, c) = layers[d](inputs[d], [steps] * batch, initial[d])
+            reference_loss = reference_loss + (out * out_w[d]).sum() + (h * h_w[d]).sum() + (c * c_w[d]).sum()
+        reference = torch.autograd.grad(reference_loss, leaves)
+
+        out, finals = bidirectional_layer(layers, inputs.transpose(1, 2), (initial[0], initial[1]))
+        out = out.transpose(1, 2)
+        fused_loss = (out * out_w).sum()
+        for d in range(2):
+            fused_loss = fused_loss + (finals[d][0] * h_w[d]).sum() + (finals[d][1] * c_w[d]).sum()
+        fused = torch.autograd.grad(fused_loss, leaves)
+
+        if clip is not None:
+            assert bool((out.abs() == clip).any()), "the projection clip was not exercised"
+        torch.testing.assert_close(fused_loss, reference_loss, rtol=1e-5, atol=1e-5)
+        for got, expected in zip(fused, reference, strict=True):
+            assert float(expected.abs().max()) > 0
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_language_model_loss_and_gradients_equal_on_both_lstm_paths() -> None:
+    preset = get_preset("tiny")
+    torch.manual_seed(0)
+    model = BiLMLanguageModel(preset.options, vocab_size=50, dropout=0.3, softmax="full")
+    generator = torch.Generator().manual_seed(2)
+
+    def batch() -> LMBatch:
+        chars = torch.randint(1, 200, (4, 6, 50), generator=generator)
+        return LMBatch(chars, torch.randint(0, 50, (4, 6), generator=generator))
+
+    forward_batch, backward_batch = batch(), batch()
+    states = [(torch.randn_like(h), torch.randn_like(c)) for h, c in model.zero_states(4)]
+    results = []
+    for fused in (False, True):
+        model.fused_lstm = fused
+        model.zero_grad()
+        torch.manual_seed(5)  # the same dropout masks on both paths
+        output = model(forward_batch, backward_batch, states)
+        output.loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+        results.append((output, grads))
+    (old, old_grads), (new, new_grads) = results
+    torch.testing.assert_close(new.loss, old.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(new.forward_loss, old.forward_loss, rtol=1e-5, atol=1e-6)
+    for (h_new, c_new), (h_old, c_old) in zip(new.states, old.states, strict=True):
+        torch.testing.assert_close(h_new, h_old, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c_new, c_old, rtol=1e-5, atol=1e-6)
+    assert old_grads.keys() == new_grads.keys()
+    for name, grad in old_grads.items():
+        torch.testing.assert_close(new_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_encode_gives_each_token_its_own_encoding_and_gradient() -> None:
+    """Distinct tokens are encoded once, shortest first; values and gradients are those of a plain call."""
+    torch.manual_seed(0)
+    model = BiLMLanguageModel(get_preset("tiny").options, vocab_size=50)
+    generator = torch.Generator().manual_seed(3)
+    words = torch.full((5, 50), 261)  # padding char id
+    for row, length in enumerate((9, 3, 14, 5, 3)):
+        words[row, :length] = torch.randint(1, 200, (length,), generator=generator)
+    char_ids = words[torch.tensor([[0, 1, 2, 1], [3, 4, 0, 2]])]  # (2, 4, 50) with repeats
+    weights = torch.randn(2, 4, 16, generator=generator)
+
+    encoded = model.encode(char_ids)
+    (encoded * weights).sum().backward()
+    grads = [p.grad.clone() for p in model.bilm.token_encoder.parameters()]
+    model.zero_grad()
+    plain = model.bilm.token_encoder(char_ids.reshape(-1, 50)).view(2, 4, -1)
+    (plain * weights).sum().backward()
+
+    torch.testing.assert_close(encoded, plain, rtol=1e-5, atol=1e-6)
+    for got, p in zip(grads, model.bilm.token_encoder.parameters(), strict=True):
+        torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_bfloat16_precision_stays_close_to_float32_and_keeps_float32_gradients() -> None:
+    torch.manual_seed(0)
+    model = BiLMLanguageModel(get_preset("tiny").options, vocab_size=50, dropout=0.0, softmax="full")
+    generator = torch.Generator().manual_seed(4)
+    batches = [
+        LMBatch(
+            torch.randint(1, 200, (4, 6, 50), generator=generator), torch.randint(0, 50, (4, 6), generator=generator)
+        )
+        for _ in range(2)
+    ]
+    states = model.zero_states(4)
+    results = []
+    for precision in ("float32", "bfloat16"):
+        model.zero_grad()
+        with training_precision(precision):
+            output = model(*batches, states)
+        output.loss.backward()
+        results.append((output.loss.detach(), [p.grad for p in model.parameters()]))
+    (loss32, grads32), (loss16, grads16) = results
+    assert loss16.dtype == torch.float32
+    assert abs(float(loss16 - loss32)) < 0.02 * float(loss32)
+    # bfloat16 keeps 8 bits of mantissa: about 1% off for most gradients, up to 9% for the char embedding
+    for g32, g16 in zip(grads32, grads16, strict=True):
+        assert g16.dtype == torch.float32
+        assert float((g16 - g32).norm()) <= 0.15 * float(g32.norm()) + 1e-6
