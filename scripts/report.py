@@ -30,6 +30,8 @@ SYSTEMS = {
     "elmo": "ELMo frozen alone (configs/*.cfg)",
     "elmo_frozen": "ELMo frozen + tok2vec",
     "elmo_glove": "ELMo frozen + tok2vec + GloVe",
+    "elmo_frozen_v2": "ELMo frozen + tok2vec, en_elmo_small_v2 (the new default)",
+    "elmo_glove_v2": "ELMo frozen + tok2vec + GloVe, en_elmo_small_v2 (the new default)",
     "elmo_adapted": "ELMo LM-adapted to the task's text, frozen + tok2vec + GloVe",
     "elmo_finetune": "ELMo fine-tuned + tok2vec",
     "elmo_official": "official ELMo frozen + tok2vec",

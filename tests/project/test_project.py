@@ -25,6 +25,8 @@ import spacy_to_text  # noqa: E402
 import verify_checksums  # noqa: E402
 from splits import random_split, split_sizes, stratified_split  # noqa: E402
 
+from spacy_elmo.weights_source import DEFAULT_MODEL  # noqa: E402
+
 from ..elmo_helpers import copy_fixture_weights  # noqa: E402
 
 PROJECT = srsly.read_yaml(ROOT / "project.yml")
@@ -149,13 +151,23 @@ def test_project_commands_reference_existing_files() -> None:
 
 
 def test_systems_differ_from_their_base_config_only_by_overrides() -> None:
-    assert len(SYSTEMS) == 22 and {config for config, _ in SYSTEMS.values()} == {
+    assert len(SYSTEMS) == 28 and {config for config, _ in SYSTEMS.values()} == {
         f"configs/{task}{suffix}.cfg" for task in ("ner", "textcat") for suffix in ("", "_tok2vec", "_elmo")
     }
     glove = system_config("ner_elmo_glove")
     assert glove["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] is True
     assert system_config("textcat_bbc_elmo_finetune")["components"]["elmo"]["frozen"] is False
     assert system_config("textcat_bbc_elmo_frozen")["components"]["elmo"]["frozen"] is True
+    # the *_v2 systems are the frozen systems with the new bundled default
+    for task in ("ner", "textcat_bbc", "textcat_movies"):
+        for kind in ("frozen", "glove"):
+            assert SYSTEMS[f"{task}_elmo_{kind}_v2"] == SYSTEMS[f"{task}_elmo_{kind}"]
+
+
+def test_the_default_systems_name_the_bundled_default_model() -> None:
+    assert PROJECT["vars"]["elmo_default"] == DEFAULT_MODEL
+    lines = [line for command in PROJECT["commands"] for line in command["script"] if "_v2 configs/" in line]
+    assert len(lines) == 6 and all(line.endswith("--paths.elmo ${vars.elmo_default}") for line in lines)
 
 
 @pytest.mark.parametrize("name", BASELINE_SYSTEMS)
