@@ -1,7 +1,12 @@
-"""The compute roofline of a benchmark run: this machine's sustained fp32 GEMM rate and each
-model's FLOPs per token, so a tokens/s figure can be read as a fraction of the limit.
+"""The rooflines of a benchmark run, so a tokens/s figure can be read as a fraction of a limit:
 
-    python bench/roofline.py [--threads 2]      # prints the measured rates and rooflines
+- compute: this machine's sustained fp32 GEMM rate over each model's FLOPs per token;
+- weight reads: this machine's rate of streaming a weight matrix through a one-row product
+  over the bytes of LSTM weights each token's steps must read. Every LSTM step reads the
+  recurrent and projection weights of both directions and all layers (160 MB for the
+  Original model) whatever its number of rows, so at batch 1 this is the tighter limit.
+
+    python bench/roofline.py [--threads 2]      # prints the measured rates
 
 The rate is measured on the matrix shapes of the Original model's LSTM and highway layers,
 with NumPy's BLAS and with torch's oneDNN linear kernel (the two the inference path can
@@ -14,6 +19,7 @@ CNN skips make spacy_elmo do less than that).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from typing import Any
@@ -71,6 +77,56 @@ def measure_sgemm(threads: int) -> dict[str, Any]:
     return {"threads": threads, "gflops": rates, "best_gflops": best}
 
 
+# (K, N) of the weights one LSTM step streams at batch 1: the Original's recurrent product and
+# its cell projection (32 MB and 8 MB in float32), beyond any cache.
+BANDWIDTH_SHAPES = [(512, 16384), (4096, 512)]
+STREAM_BYTES = 256 * 2**20
+
+
+def measure_weight_bandwidth(threads: int) -> dict[str, Any]:
+    """GB/s of weight read by a one-row product ``x (1, K) @ W (K, N)``, per library and shape on
+    ``threads`` threads (NumPy's BLAS, torch's MKL), and the best of all."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    rates: dict[str, dict[str, float]] = {"numpy": {}, "torch": {}}
+    with threadpool_limits(threads, user_api="blas"):
+        for k, n in BANDWIDTH_SHAPES:
+            x = rng.standard_normal((1, k), dtype=np.float32)
+            # Copies enough to stream 256 MB round-robin, as the LSTM's steps do: more than any cache.
+            copies = [rng.standard_normal((k, n), dtype=np.float32) for _ in range(-(-STREAM_BYTES // (4 * k * n)))]
+            out = np.empty((1, n), np.float32)
+            label = f"1x{k}x{n}"
+            bytes_per_flop = 4.0 * k * n / (2.0 * k * n)  # _rate's GFLOP/s times this is GB/s
+            numpy_copies = itertools.cycle(copies)
+            numpy_rate = _rate(lambda x=x, out=out, ws=numpy_copies: np.matmul(x, next(ws), out=out), 1, k, n)
+            rates["numpy"][label] = numpy_rate * bytes_per_flop
+            tx, torch_copies = torch.from_numpy(x), itertools.cycle([torch.from_numpy(w) for w in copies])
+            torch_rate = _rate(lambda tx=tx, ws=torch_copies: torch.mm(tx, next(ws)), 1, k, n)
+            rates["torch"][label] = torch_rate * bytes_per_flop
+    best = max(rate for library in rates.values() for rate in library.values())
+    return {"threads": threads, "gbytes_per_s": rates, "best_gbytes_per_s": best}
+
+
+def lstm_steps(lengths: list[int], batch_size: int) -> int:
+    """Steps the LSTM takes over sentences of ``lengths`` batched by length (the fewest any
+    batching of ``batch_size`` takes), ``<S>`` and ``</S>`` included."""
+    ordered = sorted(lengths, reverse=True)
+    return sum(ordered[start] + 2 for start in range(0, len(ordered), batch_size))
+
+
+def weight_bytes_per_token(options: dict[str, Any], lengths: list[int], batch_size: int) -> float:
+    """Bytes of float32 LSTM weights read per real token: every step reads each direction's and
+    layer's recurrent weight ``(P, 4C)`` and projection ``(C, P)``; the input weights (read once
+    per chunk of steps) and the token encoder's are left out."""
+    lstm = options["lstm"]
+    P, C = lstm["projection_dim"], lstm["dim"]
+    per_step = 2 * lstm["n_layers"] * 4.0 * (P * 4 * C + C * P)
+    return per_step * lstm_steps(lengths, batch_size) / max(1, sum(lengths))
+
+
 def flops_per_token(options: dict[str, Any], n_tokens: int, n_sentences: int) -> dict[str, float]:
     """FLOPs of one real token: every token through the token encoder (CNN over all character
     positions, highway layers, projection) and the LSTM's positions, ``<S>`` and ``</S>`` included."""
@@ -91,7 +147,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    print(json.dumps(measure_sgemm(args.threads), indent=2))
+    print(
+        json.dumps({"sgemm": measure_sgemm(args.threads), "weights": measure_weight_bandwidth(args.threads)}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roofline import flops_per_token, measure_sgemm
+from roofline import flops_per_token, measure_sgemm, measure_weight_bandwidth, weight_bytes_per_token
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -184,9 +184,18 @@ def run_configuration(
         }
     if "allennlp" in result:
         result["speedup"] = result["ours"]["tokens_per_s"]["median"] / result["allennlp"]["tokens_per_s"]["median"]
-    flops = flops_per_token(json.loads(files[0].read_text()), n_tokens, result["n_sentences"])
+    options = json.loads(files[0].read_text())
+    flops = flops_per_token(options, n_tokens, result["n_sentences"])
     result["flops_per_token"] = flops
-    result["roofline_tokens_per_s"] = args.sgemm["best_gflops"] * 1e9 / flops["total"]
+    lengths = [len(line.split()) for line in sentences_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    result["weight_bytes_per_token"] = weight_bytes_per_token(options, lengths, batch_size)
+    result["compute_roofline_tokens_per_s"] = args.sgemm["best_gflops"] * 1e9 / flops["total"]
+    result["memory_roofline_tokens_per_s"] = (
+        args.bandwidth["best_gbytes_per_s"] * 1e9 / result["weight_bytes_per_token"]
+    )
+    result["roofline_tokens_per_s"] = min(
+        result["compute_roofline_tokens_per_s"], result["memory_roofline_tokens_per_s"]
+    )
     for worker in workers:
         result[worker.impl]["roofline_fraction"] = (
             result[worker.impl]["tokens_per_s"]["median"] / result["roofline_tokens_per_s"]
@@ -228,6 +237,11 @@ def rate(stats: dict[str, float]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     sgemm = report["sgemm"]
+    bandwidth = report["bandwidth"]
+    reads = ", ".join(
+        f"{shape} {bandwidth['gbytes_per_s']['numpy'][shape]:.0f} / {bandwidth['gbytes_per_s']['torch'][shape]:.0f}"
+        for shape in bandwidth["gbytes_per_s"]["numpy"]
+    )
     rates = sgemm["gflops"]
     shapes = ", ".join(
         f"{shape} {rates['numpy'][shape]:.0f} / {rates['onednn'].get(shape, 0):.0f}" for shape in rates["numpy"]
@@ -238,10 +252,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"Runs: {report['runs']} timed after {report['warmup']} warm-up; tokens/s as median (min-max).",
         "",
         f"Sustained fp32 GEMM on {sgemm['threads']} threads, GFLOP/s NumPy BLAS / oneDNN (M x K x N): {shapes}; "
-        f"the roofline uses the best, {sgemm['best_gflops']:.0f} GFLOP/s.",
+        f"the compute roofline uses the best, {sgemm['best_gflops']:.0f} GFLOP/s.",
         "",
-        "| model | batch | state | tokens/s spacy_elmo | tokens/s AllenNLP | speedup | roofline tokens/s "
-        "| of roofline ours / AllenNLP | peak RSS MB ours / AllenNLP | load s ours / AllenNLP |",
+        f"Weight reads through a one-row product on {bandwidth['threads']} threads, GB/s NumPy BLAS / torch "
+        f"(1 x K x N): {reads}; the memory roofline uses the best, {bandwidth['best_gbytes_per_s']:.0f} GB/s.",
+        "",
+        "| model | batch | state | tokens/s spacy_elmo | tokens/s AllenNLP | speedup "
+        "| roofline tokens/s compute / memory | of roofline ours / AllenNLP | peak RSS MB ours / AllenNLP "
+        "| load s ours / AllenNLP |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
@@ -249,7 +267,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {r['state']} | {rate(ours['tokens_per_s'])} | "
             + (f"{rate(theirs['tokens_per_s'])} | {r['speedup']:.2f}x | " if theirs else "- | - | ")
-            + f"{r['roofline_tokens_per_s']:.0f} | {100 * ours['roofline_fraction']:.0f}% / "
+            + f"{r['compute_roofline_tokens_per_s']:.0f} / {r['memory_roofline_tokens_per_s']:.0f} | "
+            + f"{100 * ours['roofline_fraction']:.0f}% / "
             + (f"{100 * theirs['roofline_fraction']:.0f}%" if theirs else "-")
             + f" | {ours['peak_rss_inference_mb']:.0f} / "
             + (f"{theirs['peak_rss_inference_mb']:.0f}" if theirs else "-")
@@ -258,8 +277,10 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(
-        "Roofline: the sustained GEMM rate over the model's FLOPs per token (every token through the whole "
-        "token encoder, as the reference computes it; the LSTM's <S> and </S> positions included)."
+        "Rooflines: compute, the sustained GEMM rate over the model's FLOPs per token (every token through the "
+        "whole token encoder, as the reference computes it; the LSTM's <S> and </S> positions included); memory, "
+        "the weight-read rate over the LSTM weight bytes per token (every step reads each direction's and layer's "
+        "recurrent and projection weights; sentences batched by length). 'Of roofline' is of the lower one."
     )
     lines.append(
         "Peak RSS is the process's high-water mark while embedding (restarted after loading; weights included); "
@@ -312,9 +333,12 @@ def main() -> None:
     print(f"measuring sustained sgemm on {args.threads} threads", flush=True)
     args.sgemm = measure_sgemm(args.threads)
     print(f"best {args.sgemm['best_gflops']:.0f} GFLOP/s", flush=True)
+    args.bandwidth = measure_weight_bandwidth(args.threads)
+    print(f"weight reads: best {args.bandwidth['best_gbytes_per_s']:.0f} GB/s", flush=True)
     report: dict[str, Any] = {
         "machine": machine(),
         "sgemm": args.sgemm,
+        "bandwidth": args.bandwidth,
         "threads": args.threads,
         "runs": args.runs,
         "warmup": args.warmup,

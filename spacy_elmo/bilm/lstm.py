@@ -18,11 +18,13 @@ from torch import nn
 from .cpu_matmul import (
     addmm,
     initialize_in_logical_order,
+    lstm_uses_columns,
     matmul,
     matmul_add,
     single_threaded_blas,
     threads_for_directions,
     transposed_parameter,
+    weight_product,
 )
 from .memory import release_free_memory
 from .options import ElmoOptions
@@ -242,6 +244,100 @@ def run_direction_inference(
     return torch.cat(final_h[::-1]), torch.cat(final_c[::-1])
 
 
+def run_direction_inference_columns(
+    layer: ProjectedLstmLayer,
+    inputs: torch.Tensor,
+    lengths: list[int],
+    initial: State,
+    outputs: torch.Tensor,
+    gate_budget_rows: int,
+) -> State:
+    """``run_direction_inference`` (same arguments, outputs and results up to float rounding)
+    with the state kept as columns: hidden ``(P, B)``, cell ``(C, B)``, gates ``(4C, rows)``.
+
+    Each product is ``weight (out, in) @ columns (in, rows)`` (``cpu_matmul.weight_product``):
+    the stored ``(out, in)`` weights as they lie, the batch as the narrow dimension, which
+    torch's MKL multiplies faster than the rows layout's ``(rows, in) @ (in, out)`` on the
+    CPUs where ``cpu_matmul.lstm_uses_columns`` chooses it. Columns past the active ones hold
+    finished rows' last (finite) values; their results are dropped.
+    """
+    batch, steps, in_dim = inputs.shape
+    C = layer.cell_dim
+    input_rows = layer.input_weight.t()  # (4C, in)
+    hidden_rows = layer.hidden_weight.t()  # (4C, P)
+    projection_rows = layer.projection_weight.t()  # (P, C)
+    bias = (layer.bias + layer.forget_offset).unsqueeze(1)  # (4C, 1)
+    hidden = initial[0].t()  # (P, B)
+    cell = initial[1].t().contiguous()  # (C, B), updated in place
+    cell_output = inputs.new_zeros(C, batch)  # m = o * tanh(c), the projection's input
+    chunk = min(steps, steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size()))
+    input_gates = inputs.new_empty(4 * C, 0)
+    chunk_rows = batch
+    final_h: list[torch.Tensor] = []
+    final_c: list[torch.Tensor] = []
+    active = batch
+    for t in range(steps):
+        still = active
+        while still > 0 and lengths[still - 1] <= t:
+            still -= 1
+        if still < active:
+            # Rows [still, active) have ended: their state is final (copied: columns past the
+            # active ones are still written by the grouped products' elementwise work).
+            final_h.append((initial[0] if t == 0 else outputs[t - 1])[still:active])
+            final_c.append(cell[:, still:active].t().clone())
+            active = still
+        if active == 0:
+            break
+        rows = grouped_rows(active, batch)
+        offset = t % chunk
+        if offset == 0:
+            # (4C, steps of this chunk * rows), step-major columns: one large product, bias fused.
+            stop = min(steps, t + chunk)
+            del input_gates  # the previous chunk's, before the next one is made
+            step_major = inputs[:rows, t:stop].transpose(0, 1).reshape(-1, in_dim)
+            input_gates = weight_product(input_rows, step_major.t(), bias)
+            chunk_rows = rows
+        step_gates = input_gates[:, offset * chunk_rows : offset * chunk_rows + rows]
+        gates = weight_product(hidden_rows, hidden[:, :rows], step_gates)
+        # TF gate order i, j, f, o
+        gates[:C].sigmoid_()
+        gates[C : 2 * C].tanh_()
+        gates[2 * C :].sigmoid_()
+        i, j, f, o = (gate[:, :active] for gate in gates.split(C, dim=0))
+        live_cell = cell[:, :active]
+        live_cell.mul_(f).addcmul_(i, j)
+        if layer.cell_clip is not None:
+            live_cell.clamp_(-layer.cell_clip, layer.cell_clip)
+        torch.tanh(live_cell, out=cell_output[:, :active]).mul_(o)
+        hidden = weight_product(projection_rows, cell_output[:, :rows])  # (P, rows)
+        if layer.proj_clip is not None:
+            hidden.clamp_(-layer.proj_clip, layer.proj_clip)
+        outputs[t, :active].copy_(hidden[:, :active].t())
+    final_h.append(outputs[steps - 1, :active] if active and steps else initial[0][:active])
+    final_c.append(cell[:, :active].t())
+    # Pieces were collected from the shortest rows back to the longest.
+    return torch.cat(final_h[::-1]), torch.cat(final_c[::-1])
+
+
+# Multiply-adds of one direction's recurrent product per step (rows x P x 4C) below which
+# the directions run one after the other on all threads: the second thread's hand-offs cost
+# more than it saves on small steps (Small model, batch 1: 593 tokens/s in two threads, 907
+# in one). In the column layout, also from PARALLEL_DIRECTIONS_MAX_COLUMN_WORK on: two
+# single-threaded MKL products at once ran slower than each on both cores (Original, batch
+# 32: 598 vs 692); Medium at batch 32 gained from two threads (2295 vs 2128). Measured on the
+# Intel Sapphire Rapids of bench/RESULTS.md, side by side in one process.
+PARALLEL_DIRECTIONS_MIN_WORK = 4_000_000
+PARALLEL_DIRECTIONS_MAX_COLUMN_WORK = 128_000_000
+
+
+def directions_in_parallel(step_work: int, columns: bool) -> bool:
+    """Whether two directions whose steps cost ``step_work`` multiply-adds each run in two
+    threads (given two threads to spend), in the column layout or the rows one."""
+    if step_work < PARALLEL_DIRECTIONS_MIN_WORK:
+        return False
+    return not columns or step_work < PARALLEL_DIRECTIONS_MAX_COLUMN_WORK
+
+
 _second_direction_thread: ThreadPoolExecutor | None = None
 
 
@@ -269,10 +365,12 @@ def run_directions_inference(
 ) -> tuple[list[torch.Tensor], list[State]]:
     """Both directions' ``ProjectedLstmLayer.forward`` without autograd (same results).
 
-    With two or more CPU threads to spend (``cpu_matmul.threads_for_directions``), the
-    backward direction runs in a second thread beside the forward one, each with a
-    single-threaded BLAS: their matrix products then go as fast as one two-threaded
-    product, and the elementwise work of the two runs in parallel.
+    With two or more CPU threads to spend (``cpu_matmul.threads_for_directions``) and
+    steps of the right size (``directions_in_parallel``), the backward direction runs in
+    a second thread beside the forward one, each with a single-threaded BLAS: their matrix
+    products then go as fast as one two-threaded product, and the elementwise work of the
+    two runs in parallel. Each direction runs in the layout ``cpu_matmul.lstm_uses_columns``
+    chooses.
 
     Returns:
         per direction the outputs ``(B, T, P)`` and the final ``(h, c)``.
@@ -280,18 +378,25 @@ def run_directions_inference(
     batch, steps, _ = inputs[0].shape
     outputs = inputs[0].new_zeros(2, steps, batch, layers[0].projection_dim)
     args = [(layers[d], inputs[d], lengths, initial[d], outputs[d], 2 * batch) for d in range(2)]
-    if threads_for_directions(*inputs) < 2:
-        finals = [run_direction_inference(*args[d]) for d in range(2)]
+    columns = lstm_uses_columns(*inputs)
+    run = run_direction_inference_columns if columns else run_direction_inference
+    step_work = batch * layers[0].projection_dim * 4 * layers[0].cell_dim
+    if threads_for_directions(*inputs) < 2 or not directions_in_parallel(step_work, columns):
+        finals = [run(*args[d]) for d in range(2)]
     else:
         with single_threaded_blas():
 
             def backward_direction() -> State:
+                # OpenMP's thread count is per thread too: this one would otherwise start every
+                # torch operation on two threads, on a core the forward direction is using.
+                if torch.get_num_threads() != 1:
+                    torch.set_num_threads(1)
                 with torch.no_grad():  # grad mode is per thread
-                    return run_direction_inference(*args[1])
+                    return run(*args[1])
 
             pending = _second_direction().submit(backward_direction)
             try:
-                forward_final = run_direction_inference(*args[0])
+                forward_final = run(*args[0])
             finally:
                 backward_final = pending.result()
         finals = [forward_final, backward_final]

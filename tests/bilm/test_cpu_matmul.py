@@ -160,3 +160,46 @@ def test_weights_are_stored_transposed_for_onednn() -> None:
     for weight in (layer.input_weight, layer.hidden_weight, layer.projection_weight):
         assert weight.t().is_contiguous() and not weight.is_contiguous()
     assert model.token_encoder.highways[0].carry_weight.t().is_contiguous()
+
+
+@pytest.fixture
+def lstm_layout() -> Iterator[None]:
+    previous = cpu_matmul.set_lstm_layout("auto")
+    yield
+    cpu_matmul.set_lstm_layout(previous)
+
+
+def test_lstm_layout_columns_only_for_fp32_fast_kernels(
+    backend: None, lstm_layout: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = torch.zeros(2, 3)
+    cpu_matmul.set_matmul_backend("numpy")
+    assert not cpu_matmul.lstm_uses_columns(x)  # auto: rows off Intel's oneDNN path
+    cpu_matmul.set_lstm_layout("columns")
+    assert cpu_matmul.lstm_uses_columns(x)
+    assert not cpu_matmul.lstm_uses_columns(x.to(torch.bfloat16))
+    with cpu_matmul.matmul_precision("int8"):
+        assert not cpu_matmul.lstm_uses_columns(x)
+    cpu_matmul.set_matmul_backend("torch")
+    assert not cpu_matmul.lstm_uses_columns(x)
+    cpu_matmul.set_lstm_layout("auto")
+    if cpu_matmul.onednn_available():
+        cpu_matmul.set_matmul_backend("onednn")
+        monkeypatch.setattr(cpu_matmul, "cpu_is_intel", lambda: True)
+        assert cpu_matmul.lstm_uses_columns(x)
+        monkeypatch.setattr(cpu_matmul, "cpu_is_intel", lambda: False)
+        assert not cpu_matmul.lstm_uses_columns(x)
+    with pytest.raises(ValueError, match="LSTM layout must be one of"):
+        cpu_matmul.set_lstm_layout("diagonal")
+    monkeypatch.setenv("SPACY_ELMO_LSTM_LAYOUT", "diagonal")
+    with pytest.raises(ValueError, match="SPACY_ELMO_LSTM_LAYOUT must be one of"):
+        cpu_matmul._lstm_layout_from_environment()
+
+
+def test_weight_product_equals_torch(backend: None) -> None:
+    torch.manual_seed(0)
+    weight_rows, columns, addend = torch.randn(40, 16), torch.randn(24, 16).t(), torch.randn(40, 1)
+    assert torch.allclose(cpu_matmul.weight_product(weight_rows, columns), weight_rows @ columns, atol=1e-5)
+    assert torch.allclose(
+        cpu_matmul.weight_product(weight_rows, columns[:, :5], addend), weight_rows @ columns[:, :5] + addend, atol=1e-5
+    )

@@ -4,12 +4,14 @@ its caches' invalidation, and the chunking that bounds its memory."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+import spacy_elmo.bilm.cpu_matmul as cpu_matmul
 import spacy_elmo.bilm.lstm as lstm_module
 import spacy_elmo.bilm.token_encoder as token_encoder_module
 from spacy_elmo import load_bilm
@@ -22,6 +24,25 @@ from ..elmo_helpers import FIXTURE_DIR
 # The inference path's bound (issue #4). Its products go through NumPy's BLAS, which rounds
 # differently from torch's (largest difference seen on the fixture: 1.4e-6).
 TOLERANCE = 1e-5
+
+
+@pytest.fixture(params=["rows", "columns"])
+def lstm_layout(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test with it runs once per LSTM inference layout (``cpu_matmul.lstm_uses_columns``)."""
+    previous = cpu_matmul.set_lstm_layout(request.param)
+    yield request.param
+    cpu_matmul.set_lstm_layout(previous)
+
+
+@pytest.fixture
+def directions_in_two_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The LSTM's directions in two threads (on two torch threads): the fixture's steps are below
+    the size that chooses it on its own."""
+    monkeypatch.setattr(lstm_module, "directions_in_parallel", lambda step_work, columns: True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
 
 
 def fixture_model(state: str = "reset") -> ElmoBiLM:
@@ -51,7 +72,18 @@ def fast_layers(model: ElmoBiLM, char_ids: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("state", ["reset", "stateful"])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_fast_path_equals_reference_path(state: str, batch_size: int) -> None:
+def test_fast_path_equals_reference_path(state: str, batch_size: int, lstm_layout: str) -> None:
+    assert_fast_path_equals_reference_path(state, batch_size)
+
+
+@pytest.mark.parametrize("state", ["reset", "stateful"])
+def test_directions_in_two_threads_equal_reference_path(
+    state: str, lstm_layout: str, directions_in_two_threads: None
+) -> None:
+    assert_fast_path_equals_reference_path(state, 16)
+
+
+def assert_fast_path_equals_reference_path(state: str, batch_size: int) -> None:
     sentences = fixture_sentences()
     fast_model, reference_model = fixture_model(state), fixture_model(state)
     worst = 0.0
@@ -69,7 +101,7 @@ def test_fast_path_equals_reference_path(state: str, batch_size: int) -> None:
     assert worst < TOLERANCE
 
 
-def test_fast_path_reproduces_the_reference_fixture() -> None:
+def test_fast_path_reproduces_the_reference_fixture(lstm_layout: str) -> None:
     """Stateful, batch 3, stream k in row k: AllenNLP's expected top layer within 1e-5."""
     streams = json.loads((FIXTURE_DIR / "sentences.json").read_text())
     model = fixture_model("stateful")
@@ -225,7 +257,7 @@ def test_cnn_skips_trailing_padding_exactly() -> None:
             assert torch.allclose(cropped_grad, full_grad, atol=TOLERANCE, rtol=0)
 
 
-def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch, lstm_layout: str) -> None:
     """Input-gate memory depends on the byte budget and the batch, not on the input's length."""
     assert lstm_module.steps_per_chunk(2 * 32, 4 * 4096) == 2  # Original, batch 32, both directions: 8 MB
     assert lstm_module.steps_per_chunk(2, 4 * 4096) == 64
@@ -236,8 +268,8 @@ def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.Mon
     whole = fast_layers(model, char_ids)
     gate_dim = 4 * model.options.lstm_dim
     monkeypatch.setattr(lstm_module, "INPUT_GATES_BUDGET_BYTES", 3 * 2 * len(sentences) * gate_dim * 4)
-    allocated: list[tuple[int, ...]] = []
-    original_addmm = lstm_module.addmm
+    allocated: list[int] = []  # rows x steps of each input-gate chunk
+    original_addmm, original_weight_product = lstm_module.addmm, lstm_module.weight_product
 
     lstm = model.lstm
     input_weights = {layer.input_weight.data_ptr() for layer in [*lstm.forward_layers, *lstm.backward_layers]}
@@ -245,13 +277,22 @@ def test_lstm_input_gates_are_computed_in_bounded_chunks(monkeypatch: pytest.Mon
     def spy_addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = original_addmm(bias, a, b)
         if b.data_ptr() in input_weights:
-            allocated.append(tuple(out.shape))
+            allocated.append(out.shape[0])
+        return out
+
+    def spy_weight_product(
+        weight_rows: torch.Tensor, columns: torch.Tensor, addend: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = original_weight_product(weight_rows, columns, addend)
+        if weight_rows.data_ptr() in input_weights:
+            allocated.append(out.shape[1])
         return out
 
     monkeypatch.setattr(lstm_module, "addmm", spy_addmm)
+    monkeypatch.setattr(lstm_module, "weight_product", spy_weight_product)
     chunked = fast_layers(model, char_ids)
     monkeypatch.undo()
-    assert allocated and max(rows for rows, _ in allocated) <= 3 * len(sentences)
+    assert allocated and max(allocated) <= 3 * len(sentences)
     assert (chunked - whole).abs().max().item() < TOLERANCE
 
 
@@ -323,7 +364,12 @@ def test_word_cache_is_dropped_when_parameter_data_is_replaced() -> None:
     assert (after - before).abs().max().item() > 1e-4
 
 
-def test_fast_path_final_states_when_every_row_ends_before_the_last_step() -> None:
+@pytest.mark.parametrize(
+    "run_direction", [lstm_module.run_direction_inference, lstm_module.run_direction_inference_columns]
+)
+def test_fast_path_final_states_when_every_row_ends_before_the_last_step(
+    run_direction: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+) -> None:
     """Inputs longer than every row: same outputs and final states as the autograd path."""
     torch.manual_seed(0)
     layer = lstm_module.ProjectedLstmLayer(5, 6, 4, cell_clip=3.0, proj_clip=3.0)
@@ -333,7 +379,16 @@ def test_fast_path_final_states_when_every_row_ends_before_the_last_step() -> No
     with torch.no_grad():
         expected, (h_ref, c_ref) = layer(inputs, lengths, initial)
         outputs = inputs.new_zeros(8, len(lengths), 4)
-        h, c = lstm_module.run_direction_inference(layer, inputs, lengths, initial, outputs, len(lengths))
+        h, c = run_direction(layer, inputs, lengths, initial, outputs, len(lengths))
     assert h.shape == h_ref.shape and c.shape == c_ref.shape
     assert torch.allclose(outputs.transpose(0, 1), expected, atol=TOLERANCE, rtol=0)
     assert torch.allclose(h, h_ref, atol=TOLERANCE, rtol=0) and torch.allclose(c, c_ref, atol=TOLERANCE, rtol=0)
+
+
+def test_directions_run_in_parallel_only_for_mid_sized_steps() -> None:
+    small, medium, original = 128 * 4 * 1024, 256 * 4 * 2048, 512 * 4 * 4096  # one row's step
+    assert not lstm_module.directions_in_parallel(small, columns=True)  # Small, batch 1
+    assert lstm_module.directions_in_parallel(original, columns=True)  # Original, batch 1
+    assert lstm_module.directions_in_parallel(32 * medium, columns=True)
+    assert not lstm_module.directions_in_parallel(32 * original, columns=True)
+    assert lstm_module.directions_in_parallel(32 * original, columns=False)
