@@ -111,15 +111,26 @@ def set_lstm_layout(name: str) -> str:
     return previous
 
 
-def lstm_uses_columns(*tensors: torch.Tensor) -> bool:
+# Multiply-adds of one direction's step (rows x P x 4C) from which ``auto`` keeps the rows
+# layout: there the rows layout's single-threaded products, one direction per thread, ran as
+# fast as the column layout on an idle machine (Original, batch 32: 697 vs 692 tokens/s) and
+# 2.6 times faster beside another two-threaded job (319 vs 121), whose load stalls each of
+# the column layout's two-threaded products.
+COLUMN_LAYOUT_MAX_WORK = 128_000_000
+
+
+def lstm_uses_columns(*tensors: torch.Tensor, step_work: int = 0) -> bool:
     """Whether the LSTM's no-grad steps keep their state as columns and multiply with
     ``weight_product``: for CPU float32 tensors on the fast kernels at fp32 precision, where
     ``SPACY_ELMO_LSTM_LAYOUT`` (or ``set_lstm_layout``) says ``columns``, or says ``auto`` (the
-    default) and the CPU is an Intel one with the onednn backend: the CPU class it was measured
-    faster on. Elsewhere the rows layout, measured there, stays."""
+    default), the CPU is an Intel one with the onednn backend (the CPU class it was measured
+    faster on; elsewhere the rows layout, measured there, stays) and a step's ``step_work``
+    is below ``COLUMN_LAYOUT_MAX_WORK``."""
     if _precision != "fp32" or not uses_fast_kernels(*tensors) or _lstm_layout == "rows":
         return False
-    return _lstm_layout == "columns" or (_backend == "onednn" and cpu_is_intel())
+    if _lstm_layout == "columns":
+        return True
+    return _backend == "onednn" and cpu_is_intel() and step_work < COLUMN_LAYOUT_MAX_WORK
 
 
 @lru_cache(maxsize=1)

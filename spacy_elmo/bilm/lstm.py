@@ -320,22 +320,19 @@ def run_direction_inference_columns(
 
 
 # Multiply-adds of one direction's recurrent product per step (rows x P x 4C) below which
-# the directions run one after the other on all threads: the second thread's hand-offs cost
-# more than it saves on small steps (Small model, batch 1: 593 tokens/s in two threads, 907
-# in one). In the column layout, also from PARALLEL_DIRECTIONS_MAX_COLUMN_WORK on: two
-# single-threaded MKL products at once ran slower than each on both cores (Original, batch
-# 32: 598 vs 692); Medium at batch 32 gained from two threads (2295 vs 2128). Measured on the
-# Intel Sapphire Rapids of bench/RESULTS.md, side by side in one process.
-PARALLEL_DIRECTIONS_MIN_WORK = 4_000_000
-PARALLEL_DIRECTIONS_MAX_COLUMN_WORK = 128_000_000
+# the directions run one after the other on one thread: on such small steps the second
+# thread's hand-offs cost more than it saves. Small model, batch 1 (0.5M), on the Intel
+# Sapphire Rapids of bench/RESULTS.md, side by side in one process: 575 tokens/s on one
+# thread, 544 in two; beside another two-threaded job 556 and 367 (and 16 with the products
+# on two threads, whose every step waits on the busy core). Medium at batch 1 (2.1M) gained
+# from two threads: 376 vs 265.
+PARALLEL_DIRECTIONS_MIN_WORK = 1_000_000
 
 
-def directions_in_parallel(step_work: int, columns: bool) -> bool:
+def directions_in_parallel(step_work: int) -> bool:
     """Whether two directions whose steps cost ``step_work`` multiply-adds each run in two
-    threads (given two threads to spend), in the column layout or the rows one."""
-    if step_work < PARALLEL_DIRECTIONS_MIN_WORK:
-        return False
-    return not columns or step_work < PARALLEL_DIRECTIONS_MAX_COLUMN_WORK
+    threads (given two threads to spend)."""
+    return step_work >= PARALLEL_DIRECTIONS_MIN_WORK
 
 
 _second_direction_thread: ThreadPoolExecutor | None = None
@@ -366,11 +363,11 @@ def run_directions_inference(
     """Both directions' ``ProjectedLstmLayer.forward`` without autograd (same results).
 
     With two or more CPU threads to spend (``cpu_matmul.threads_for_directions``) and
-    steps of the right size (``directions_in_parallel``), the backward direction runs in
-    a second thread beside the forward one, each with a single-threaded BLAS: their matrix
-    products then go as fast as one two-threaded product, and the elementwise work of the
-    two runs in parallel. Each direction runs in the layout ``cpu_matmul.lstm_uses_columns``
-    chooses.
+    steps large enough (``directions_in_parallel``), the backward direction runs in a second
+    thread beside the forward one, each with a single-threaded BLAS: their matrix products
+    then go as fast as one two-threaded product, and the elementwise work of the two runs in
+    parallel. Smaller steps run one direction after the other on one thread. Each direction
+    runs in the layout ``cpu_matmul.lstm_uses_columns`` chooses.
 
     Returns:
         per direction the outputs ``(B, T, P)`` and the final ``(h, c)``.
@@ -378,11 +375,14 @@ def run_directions_inference(
     batch, steps, _ = inputs[0].shape
     outputs = inputs[0].new_zeros(2, steps, batch, layers[0].projection_dim)
     args = [(layers[d], inputs[d], lengths, initial[d], outputs[d], 2 * batch) for d in range(2)]
-    columns = lstm_uses_columns(*inputs)
-    run = run_direction_inference_columns if columns else run_direction_inference
     step_work = batch * layers[0].projection_dim * 4 * layers[0].cell_dim
-    if threads_for_directions(*inputs) < 2 or not directions_in_parallel(step_work, columns):
+    columns = lstm_uses_columns(*inputs, step_work=step_work)
+    run = run_direction_inference_columns if columns else run_direction_inference
+    if threads_for_directions(*inputs) < 2:
         finals = [run(*args[d]) for d in range(2)]
+    elif not directions_in_parallel(step_work):
+        with single_threaded_blas():
+            finals = [run(*args[d]) for d in range(2)]
     else:
         with single_threaded_blas():
 

@@ -28,6 +28,11 @@ DEFAULT_CACHE_WORDS = 20_000
 # shapes that follow the input's every length would make memory grow with the text.
 CHAR_POSITION_GROUP = 8
 TOKEN_ROW_GROUP = 32
+# Up to SMALL_TOKEN_ROWS tokens, rows are rounded to multiples of SMALL_TOKEN_ROW_GROUP only:
+# a sentence at batch 1 would otherwise run its highway layers on up to 3 times its rows
+# (the Small model's one highway layer is 2048 x 4096).
+SMALL_TOKEN_ROW_GROUP = 8
+SMALL_TOKEN_ROWS = 64
 
 
 def affine(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -85,6 +90,11 @@ class CharacterCNN(nn.Module):
 
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def token_rows(n: int) -> int:
+    """Rows the highway layers and projection of the inference path run on for ``n`` tokens."""
+    return round_up(n, SMALL_TOKEN_ROW_GROUP if n <= SMALL_TOKEN_ROWS else TOKEN_ROW_GROUP)
 
 
 def token_lengths(char_ids: torch.Tensor) -> torch.Tensor:
@@ -157,7 +167,7 @@ class TokenEncoder(nn.Module):
         """``(n, 50)`` with ``n <= chunk_tokens * HIGHWAY_CHUNKS`` to ``(n, P)``."""
         pieces = [self.cnn(chunk) for chunk in char_ids.split(self.chunk_tokens)]
         n = char_ids.shape[0]
-        rows = n if pieces[0].requires_grad else round_up(n, TOKEN_ROW_GROUP)
+        rows = n if pieces[0].requires_grad else token_rows(n)
         if rows > n:  # zero rows, computed and dropped: fewer distinct product shapes
             pieces.append(pieces[0].new_zeros(rows - n, pieces[0].shape[1]))
         x = pieces[0] if len(pieces) == 1 else torch.cat(pieces)

@@ -187,6 +187,10 @@ def test_lstm_layout_columns_only_for_fp32_fast_kernels(
         cpu_matmul.set_matmul_backend("onednn")
         monkeypatch.setattr(cpu_matmul, "cpu_is_intel", lambda: True)
         assert cpu_matmul.lstm_uses_columns(x)
+        assert not cpu_matmul.lstm_uses_columns(x, step_work=32 * 512 * 4 * 4096)  # Original, batch 32
+        cpu_matmul.set_lstm_layout("columns")
+        assert cpu_matmul.lstm_uses_columns(x, step_work=32 * 512 * 4 * 4096)
+        cpu_matmul.set_lstm_layout("auto")
         monkeypatch.setattr(cpu_matmul, "cpu_is_intel", lambda: False)
         assert not cpu_matmul.lstm_uses_columns(x)
     with pytest.raises(ValueError, match="LSTM layout must be one of"):

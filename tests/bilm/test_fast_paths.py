@@ -38,7 +38,7 @@ def lstm_layout(request: pytest.FixtureRequest) -> Iterator[str]:
 def directions_in_two_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The LSTM's directions in two threads (on two torch threads): the fixture's steps are below
     the size that chooses it on its own."""
-    monkeypatch.setattr(lstm_module, "directions_in_parallel", lambda step_work, columns: True)
+    monkeypatch.setattr(lstm_module, "directions_in_parallel", lambda step_work: True)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -208,7 +208,7 @@ def test_word_cache_is_a_bounded_lru() -> None:
 def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CNN's per-position activations exist for at most ``chunk_tokens`` tokens at a time;
     the highway layers take ``HIGHWAY_CHUNKS`` CNN chunks at once, rounded up to
-    ``TOKEN_ROW_GROUP`` rows (zero rows, dropped)."""
+    ``token_rows`` rows (zero rows, dropped)."""
     model = fixture_model()
     encoder: TokenEncoder = model.token_encoder
     char_ids = batch_to_char_ids([[f"t{k}" for k in range(50)]])[0]
@@ -225,7 +225,8 @@ def test_token_encoder_runs_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -
         encoder.chunk_tokens = 16
         chunked = encoder(char_ids)
     assert cnn_rows == [16, 16, 16, 2]
-    assert highway_rows == [32, token_encoder_module.TOKEN_ROW_GROUP]
+    assert highway_rows == [32, 24]  # 18 rows rounded to a multiple of 8
+    assert [token_encoder_module.token_rows(n) for n in (1, 8, 9, 64, 65, 97)] == [8, 8, 16, 64, 96, 128]
     assert torch.allclose(chunked, whole, atol=TOLERANCE, rtol=0)
 
 
@@ -385,10 +386,8 @@ def test_fast_path_final_states_when_every_row_ends_before_the_last_step(
     assert torch.allclose(h, h_ref, atol=TOLERANCE, rtol=0) and torch.allclose(c, c_ref, atol=TOLERANCE, rtol=0)
 
 
-def test_directions_run_in_parallel_only_for_mid_sized_steps() -> None:
-    small, medium, original = 128 * 4 * 1024, 256 * 4 * 2048, 512 * 4 * 4096  # one row's step
-    assert not lstm_module.directions_in_parallel(small, columns=True)  # Small, batch 1
-    assert lstm_module.directions_in_parallel(original, columns=True)  # Original, batch 1
-    assert lstm_module.directions_in_parallel(32 * medium, columns=True)
-    assert not lstm_module.directions_in_parallel(32 * original, columns=True)
-    assert lstm_module.directions_in_parallel(32 * original, columns=False)
+def test_directions_run_in_parallel_only_for_large_enough_steps() -> None:
+    small, medium = 128 * 4 * 1024, 256 * 4 * 2048  # one row's step
+    assert not lstm_module.directions_in_parallel(small)  # Small, batch 1
+    assert lstm_module.directions_in_parallel(medium)  # Medium, batch 1
+    assert lstm_module.directions_in_parallel(32 * small)
