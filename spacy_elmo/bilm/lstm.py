@@ -268,7 +268,7 @@ def run_direction_inference_columns(
     projection_rows = layer.projection_weight.t()  # (P, C)
     bias = (layer.bias + layer.forget_offset).unsqueeze(1)  # (4C, 1)
     hidden = initial[0].t()  # (P, B)
-    cell = initial[1].t().contiguous()  # (C, B), updated in place
+    cell = inputs.new_empty(C, batch).copy_(initial[1].t())  # (C, B), a copy updated in place
     cell_output = inputs.new_zeros(C, batch)  # m = o * tanh(c), the projection's input
     chunk = min(steps, steps_per_chunk(gate_budget_rows, 4 * C, inputs.element_size()))
     input_gates = inputs.new_empty(4 * C, 0)

@@ -391,3 +391,19 @@ def test_directions_run_in_parallel_only_for_large_enough_steps() -> None:
     assert not lstm_module.directions_in_parallel(small)  # Small, batch 1
     assert lstm_module.directions_in_parallel(medium)  # Medium, batch 1
     assert lstm_module.directions_in_parallel(32 * small)
+
+
+@pytest.mark.parametrize(
+    "run_direction", [lstm_module.run_direction_inference, lstm_module.run_direction_inference_columns]
+)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fast_path_leaves_the_initial_state_alone(
+    run_direction: Callable[..., tuple[torch.Tensor, torch.Tensor]], batch: int
+) -> None:
+    torch.manual_seed(0)
+    layer = lstm_module.ProjectedLstmLayer(5, 6, 4, cell_clip=3.0, proj_clip=3.0)
+    initial = (torch.randn(batch, 4), torch.randn(batch, 6))
+    before = (initial[0].clone(), initial[1].clone())
+    with torch.no_grad():
+        run_direction(layer, torch.randn(batch, 7, 5), [7] * batch, initial, torch.zeros(7, batch, 4), batch)
+    assert torch.equal(initial[0], before[0]) and torch.equal(initial[1], before[1])
