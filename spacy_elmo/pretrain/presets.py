@@ -3,7 +3,7 @@
 A preset fixes the model sizes (``ElmoOptions``) and the training hyper-parameters; the command line can
 override the training ones. ``small``, ``medium`` and ``original`` are the sizes of the official ELMo
 models (13.6M, 28.0M and 93.6M exported parameters); ``mini`` is the size of the bundled ``en_elmo_small``
-and ``en_elmo_small_v2`` (about 3M exported parameters, 12 MB), sized for a CPU; ``ptb``'s forward LM with
+and ``en_elmo_small_v2``/``_v3`` (about 3M exported parameters, 12 MB), sized for a CPU; ``ptb``'s forward LM with
 its 10k-word softmax has 4.6M parameters, about the size of Kim et al. 2016's LSTM-Char-Small (5M), for the
 Penn Treebank benchmark.
 """
@@ -99,7 +99,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mini",
-            "the bundled en_elmo_small(_v2): P=128, C=512, 512 filters, 1 highway (3.0M exported parameters, 12 MB)",
+            "the bundled en_elmo_small(_v2, _v3): P=128, C=512, 512 filters, 1 highway (3.0M parameters, 12 MB)",
             _options(
                 ((1, 32), (2, 32), (3, 64), (4, 128), (5, 128), (6, 128)),
                 char_dim=16,

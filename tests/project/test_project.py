@@ -151,23 +151,27 @@ def test_project_commands_reference_existing_files() -> None:
 
 
 def test_systems_differ_from_their_base_config_only_by_overrides() -> None:
-    assert len(SYSTEMS) == 28 and {config for config, _ in SYSTEMS.values()} == {
+    assert len(SYSTEMS) == 34 and {config for config, _ in SYSTEMS.values()} == {
         f"configs/{task}{suffix}.cfg" for task in ("ner", "textcat") for suffix in ("", "_tok2vec", "_elmo")
     }
     glove = system_config("ner_elmo_glove")
     assert glove["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] is True
     assert system_config("textcat_bbc_elmo_finetune")["components"]["elmo"]["frozen"] is False
     assert system_config("textcat_bbc_elmo_frozen")["components"]["elmo"]["frozen"] is True
-    # the *_v2 systems are the frozen systems with the new bundled default
+    # the *_v2 and *_v3 systems are the frozen systems with the later bundled defaults
     for task in ("ner", "textcat_bbc", "textcat_movies"):
         for kind in ("frozen", "glove"):
-            assert SYSTEMS[f"{task}_elmo_{kind}_v2"] == SYSTEMS[f"{task}_elmo_{kind}"]
+            for version in ("v2", "v3"):
+                assert SYSTEMS[f"{task}_elmo_{kind}_{version}"] == SYSTEMS[f"{task}_elmo_{kind}"]
 
 
 def test_the_default_systems_name_the_bundled_default_model() -> None:
     assert PROJECT["vars"]["elmo_default"] == DEFAULT_MODEL
-    lines = [line for command in PROJECT["commands"] for line in command["script"] if "_v2 configs/" in line]
-    assert len(lines) == 6 and all(line.endswith("--paths.elmo ${vars.elmo_default}") for line in lines)
+    assert PROJECT["vars"]["elmo_v2"] == "en_elmo_small_v2"
+    scripts = [line for command in PROJECT["commands"] for line in command["script"]]
+    for version, var in (("v3", "elmo_default"), ("v2", "elmo_v2")):
+        lines = [line for line in scripts if f"_{version} configs/" in line]
+        assert len(lines) == 6 and all(line.endswith(f"--paths.elmo ${{vars.{var}}}") for line in lines)
 
 
 @pytest.mark.parametrize("name", BASELINE_SYSTEMS)
@@ -185,7 +189,9 @@ def test_elmo_configs_initialize_and_update(name: str, tmp_path: Path) -> None:
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     task = name.split("_")[0]
     assert nlp.pipe_names[0] == "elmo" and nlp.pipe_names[-1] == task
-    if name.endswith(("_glove", "_glove_v2", "_adapted")):  # a small static-vectors table in place of GloVe
+    if name.endswith(
+        ("_glove", "_glove_v2", "_glove_v3", "_adapted")
+    ):  # a small static-vectors table in place of GloVe
         nlp.vocab.reset_vectors(width=4)
         for row, word in enumerate(("empire", "state", "new", "york")):
             nlp.vocab.set_vector(word, numpy.full(4, row + 1.0, dtype="float32"))
