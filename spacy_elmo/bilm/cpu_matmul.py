@@ -15,7 +15,10 @@ Three backends, chosen by ``SPACY_ELMO_MATMUL`` or ``set_matmul_backend``:
 - ``torch``: ``torch.mm``.
 
 Only CPU float32 tensors take the first two; anything else (GPU, bf16, autograd) goes
-through torch. Results equal ``torch.mm``'s up to float rounding. NumPy's BLAS and oneDNN
+through torch. Separately, ``SPACY_ELMO_LSTM_LAYOUT`` (``auto``, ``rows``, ``columns``; see
+``lstm_uses_columns``) chooses how the LSTM's steps multiply: ``(rows, in) @ (in, out)`` through the
+backend, or ``weight (out, in) @ columns (in, rows)`` through torch's MKL (``weight_product``).
+Results equal ``torch.mm``'s up to float rounding. NumPy's BLAS and oneDNN
 keep as many threads as torch has (``torch.set_num_threads``). Inside ``blas_owns_threads``
 torch's own elementwise work runs on one thread: its idle OpenMP threads spin for a while
 after each parallel operation and, interleaved with BLAS calls step after step, halved the
