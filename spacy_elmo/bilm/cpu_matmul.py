@@ -244,7 +244,7 @@ def _uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @contextmanager
-def _onednn_threads() -> Iterator[None]:
+def _product_threads() -> Iterator[None]:
     """torch (whose OpenMP threads oneDNN and MKL use) on the products' thread count for one call."""
     wanted = 1 if _single_blas else (_owned_threads or torch.get_num_threads())
     current = torch.get_num_threads()
@@ -259,7 +259,7 @@ def _onednn_threads() -> Iterator[None]:
 
 
 def _onednn_linear(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    with _onednn_threads():
+    with _product_threads():
         return torch.ops.mkldnn._linear_pointwise(a.detach(), b.detach().t(), bias, "none", [], "")
 
 
@@ -296,7 +296,7 @@ def weight_product(
     the Intel Sapphire Rapids of bench/RESULTS.md, ``(16384, 512) @ (512, 32)`` took 3.3 ms on one
     core where oneDNN's ``(32, 512) @ (512, 16384)`` took 4.5 ms, and 16 columns 2.5 vs 3.4 ms.
     """
-    with _onednn_threads():
+    with _product_threads():
         if addend is None:
             return torch.mm(weight_rows.detach(), columns.detach())
         return torch.addmm(addend.detach(), weight_rows.detach(), columns.detach())
@@ -408,6 +408,6 @@ def matmul_add(a: torch.Tensor, b: torch.Tensor, addend: torch.Tensor) -> torch.
     into the product and comes back as a new tensor; otherwise ``addend`` is updated in place
     and returned."""
     if _precision == "fp32" and _uses_onednn(a, b) and addend.dtype == torch.float32:
-        with _onednn_threads():
+        with _product_threads():
             return torch.ops.mkldnn._linear_pointwise.binary(a.detach(), addend, b.detach().t(), None, "add")
     return addend.add_(matmul(a, b))

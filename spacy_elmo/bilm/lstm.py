@@ -33,6 +33,13 @@ State = tuple[torch.Tensor, torch.Tensor]
 """``(h, c)``: hidden ``(rows, P)`` and cell ``(rows, C)``."""
 
 
+def rows_running(lengths: list[int], active: int, t: int) -> int:
+    """How many of the first ``active`` rows (``lengths`` non-increasing) still run at step ``t``."""
+    while active > 0 and lengths[active - 1] <= t:
+        active -= 1
+    return active
+
+
 class ProjectedLstmLayer(nn.Module):
     """One direction of one layer.
 
@@ -100,9 +107,7 @@ class ProjectedLstmLayer(nn.Module):
         active = batch
         C = self.cell_dim
         for t in range(steps):
-            still = active
-            while still > 0 and lengths[still - 1] <= t:
-                still -= 1
+            still = rows_running(lengths, active, t)
             if still < active:
                 # Rows [still, active) have ended: their state is final.
                 final_h.append(h[still:active])
@@ -203,9 +208,7 @@ def run_direction_inference(
     final_c: list[torch.Tensor] = []
     active = batch
     for t in range(steps):
-        still = active
-        while still > 0 and lengths[still - 1] <= t:
-            still -= 1
+        still = rows_running(lengths, active, t)
         if still < active:
             # Rows [still, active) have ended: their state is final.
             final_h.append(hidden[still:active])
@@ -277,9 +280,7 @@ def run_direction_inference_columns(
     final_c: list[torch.Tensor] = []
     active = batch
     for t in range(steps):
-        still = active
-        while still > 0 and lengths[still - 1] <= t:
-            still -= 1
+        still = rows_running(lengths, active, t)
         if still < active:
             # Rows [still, active) have ended: their state is final (copied: columns past the
             # active ones are still written by the grouped products' elementwise work).
