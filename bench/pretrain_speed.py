@@ -68,9 +68,12 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             if args.precision != "float32":
                 raise SystemExit(f"{Path(train_module.__file__).parents[2]}: no --precision support") from None
             training_precision = None
-        optimizer = torch.optim.Adagrad(
-            model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
-        )
+        if hasattr(train_module, "build_optimizer"):
+            optimizer = train_module.build_optimizer(model, settings)
+        else:  # a checkout from before build_optimizer: the plain Adagrad
+            optimizer = torch.optim.Adagrad(
+                model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
+            )
         model.sampler = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         batchers = [
@@ -110,11 +113,15 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU], with_stack=bool(os.environ.get("PROFILE_STACK"))) as prof:
+            shapes = bool(os.environ.get("PROFILE_SHAPES"))
+            stack = bool(os.environ.get("PROFILE_STACK"))
+            with profile(activities=[ProfilerActivity.CPU], with_stack=stack, record_shapes=shapes) as prof:
                 for _ in range(args.steps):
                     step()
             group = int(os.environ.get("PROFILE_STACK", "0"))
-            table = prof.key_averages(group_by_stack_n=group).table(sort_by="self_cpu_time_total", row_limit=30)
+            averages = prof.key_averages(group_by_stack_n=group, group_by_input_shape=shapes)
+            rows = int(os.environ.get("PROFILE_ROWS", "30"))
+            table = averages.table(sort_by="self_cpu_time_total", row_limit=rows)
             print(table, file=sys.stderr)
         started = time.perf_counter()
         for _ in range(args.steps):

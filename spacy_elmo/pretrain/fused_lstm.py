@@ -17,13 +17,6 @@ import torch
 from ..bilm.lstm import ProjectedLstmLayer, State
 
 
-def _clip_mask(values: torch.Tensor, clip: float | None) -> torch.Tensor | None:
-    """Where ``clamp(values, -clip, clip)`` passes its gradient (``torch.clamp``'s rule: bounds included)."""
-    if clip is None:
-        return None
-    return (values >= -clip) & (values <= clip)
-
-
 def _in(x: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
     """``x`` as the matrix products take it: in ``low`` precision, or as it is (float32)."""
     return x if low is None else x.to(low)
@@ -37,7 +30,13 @@ def _product(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch
 
 
 class _BiLstmLayer(torch.autograd.Function):
-    """``d`` (here 2) independent projected LSTMs over ``T`` steps; see ``bidirectional_layer``."""
+    """``d`` (here 2) independent projected LSTMs over ``T`` steps; see ``bidirectional_layer``.
+
+    Layouts: what a step's products write is time-major (``gates``, ``cells``: ``(T, d, B, .)``, each step's
+    slice contiguous); what the weight gradients read as rows is direction-major (``cell_outputs``,
+    ``outputs``, the gate and projection gradients: ``(d, T, B, .)``, each direction's ``T * B`` rows one
+    matrix), so no tensor is transposed into a copy.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -62,14 +61,13 @@ class _BiLstmLayer(torch.autograd.Function):
         # (d, T, B, 4C): every step's input gates, bias included, in one product per direction
         from_input = _product(inputs.view(d, steps * batch, in_dim), _in(input_weight, low), low)
         from_input = from_input.add_(bias[:, None, :]).view(d, steps, batch, 4 * C)
-        # Per step, time first so that step t's slice is contiguous.
         gates = inputs.new_empty(steps, d, batch, 4 * C)  # after the activations
         cells = inputs.new_empty(steps, d, batch, C)  # before the clip
         cells_clipped = inputs.new_empty(steps, d, batch, C) if cell_clip is not None else cells
         tanh_cells = inputs.new_empty(steps, d, batch, C)
-        cell_outputs = inputs.new_empty(steps, d, batch, C)  # o * tanh(c), the projection's input
-        projected = inputs.new_empty(steps, d, batch, P)  # before the clip
-        outputs = inputs.new_empty(steps, d, batch, P) if proj_clip is not None else projected
+        cell_outputs = inputs.new_empty(d, steps, batch, C)  # o * tanh(c), the projection's input
+        projected = inputs.new_empty(steps, d, batch, P) if proj_clip is not None else None  # before the clip
+        outputs = inputs.new_empty(d, steps, batch, P)
         h, c = h0, c0
         for t in range(steps):
             if low is None:
@@ -86,20 +84,18 @@ class _BiLstmLayer(torch.autograd.Function):
             if cell_clip is not None:
                 c = torch.clamp(c, -cell_clip, cell_clip, out=cells_clipped[t])
             torch.tanh(c, out=tanh_cells[t])
-            torch.mul(o, tanh_cells[t], out=cell_outputs[t])
-            if low is None:
-                h = torch.bmm(cell_outputs[t], projection_weight, out=projected[t])
-            else:
-                h = projected[t].copy_(_product(cell_outputs[t], product_projection, low))
-            if proj_clip is not None:
-                h = torch.clamp(h, -proj_clip, proj_clip, out=outputs[t])
+            m = torch.mul(o, tanh_cells[t], out=cell_outputs[:, t])
+            h = outputs[:, t] if projected is None else projected[t]
+            h = torch.bmm(m, projection_weight, out=h) if low is None else h.copy_(_product(m, product_projection, low))
+            if projected is not None:
+                h = torch.clamp(h, -proj_clip, proj_clip, out=outputs[:, t])
         ctx.save_for_backward(
             inputs, h0, c0, input_weight, hidden_weight, projection_weight,
             gates, cells, cells_clipped, tanh_cells, cell_outputs, projected, outputs,
         )  # fmt: skip
-        ctx.clips = (cell_clip, proj_clip)
+        ctx.cell_clip = cell_clip  # the projection clip's mask is where outputs == projected
         ctx.low = low
-        return outputs.transpose(0, 1).contiguous(), h.clone(), c.clone()
+        return outputs, h.clone(), c.clone()
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -109,56 +105,60 @@ class _BiLstmLayer(torch.autograd.Function):
             inputs, h0, c0, input_weight, hidden_weight, projection_weight,
             gates, cells, cells_clipped, tanh_cells, cell_outputs, projected, outputs,
         ) = ctx.saved_tensors  # fmt: skip
-        cell_clip, proj_clip = ctx.clips
+        cell_clip = ctx.cell_clip
         low = ctx.low
         d, steps, batch, in_dim = inputs.shape
         C = hidden_weight.shape[2] // 4
         P = projection_weight.shape[2]
-        # (T, d, B, P), as the saved tensors
-        grad_outputs = outputs.new_zeros(steps, d, batch, P) if grad_outputs is None else grad_outputs.transpose(0, 1)
         dh = grad_h if grad_h is not None else h0.new_zeros(d, batch, P)
         dc = grad_c if grad_c is not None else c0.new_zeros(d, batch, C)
-        # Activation derivatives for all steps at once: s(1 - s) for i, f, o; 1 - tanh^2 for j.
-        act_grad = gates * (1.0 - gates)
-        j_all = gates[..., C : 2 * C]
-        torch.mul(j_all, j_all, out=act_grad[..., C : 2 * C]).neg_().add_(1.0)
-        tanh_grad = 1.0 - tanh_cells * tanh_cells
-        cell_mask = _clip_mask(cells, cell_clip)
-        proj_mask = _clip_mask(projected, proj_clip)
         hidden_t = _in(hidden_weight.transpose(1, 2), low).contiguous()
         projection_t = _in(projection_weight.transpose(1, 2), low).contiguous()
-        grad_gates = gates.new_empty(steps, d, batch, 4 * C)
-        grad_projected = outputs.new_empty(steps, d, batch, P)
+        grad_gates = gates.new_empty(d, steps, batch, 4 * C)
+        grad_projected = outputs.new_empty(d, steps, batch, P)
+        derivatives = gates.new_empty(d, batch, 4 * C)
+        one = gates.new_ones(())
+        # Step by step, each step's values still in cache: activation derivatives and clip masks
+        # (``torch.clamp`` passes the gradient where the value is within the bounds, bounds included,
+        # i.e. where clipping left it unchanged).
         for t in reversed(range(steps)):
-            gp = torch.add(grad_outputs[t], dh, out=grad_projected[t])
-            if proj_mask is not None:
-                gp.mul_(proj_mask[t])
+            if grad_outputs is None:
+                gp = grad_projected[:, t].copy_(dh)
+            else:
+                gp = torch.add(grad_outputs[:, t], dh, out=grad_projected[:, t])
+            if projected is not None:
+                gp.mul_(outputs[:, t] == projected[t])
             dm = _product(gp, projection_t, low)
-            i, j, f, o = gates[t].split(C, dim=-1)
-            gg = grad_gates[t]
+            g = gates[t]
+            i, j, f, o = g.split(C, dim=-1)
+            gg = grad_gates[:, t]
             di, dj, df, do = gg.split(C, dim=-1)
-            torch.mul(dm, tanh_cells[t], out=do)
-            dcell = torch.addcmul(dc, dm.mul_(o), tanh_grad[t])
-            if cell_mask is not None:
-                dcell.mul_(cell_mask[t])
+            tanh_c = tanh_cells[t]
+            torch.mul(dm, tanh_c, out=do)
+            dcell = torch.addcmul(dc, dm.mul_(o), torch.addcmul(one, tanh_c, tanh_c, value=-1.0))
+            if cell_clip is not None:
+                dcell.mul_(cells_clipped[t] == cells[t])
             c_prev = c0 if t == 0 else cells_clipped[t - 1]
             torch.mul(dcell, j, out=di)
             torch.mul(dcell, i, out=dj)
             torch.mul(dcell, c_prev, out=df)
-            gg.mul_(act_grad[t])
+            # s (1 - s) for the sigmoid gates i, f, o; 1 - tanh^2 for j
+            torch.addcmul(g, g, g, value=-1.0, out=derivatives)
+            torch.addcmul(one, j, j, value=-1.0, out=derivatives[..., C : 2 * C])
+            gg.mul_(derivatives)
             dc = dcell.mul_(f)
             dh = _product(gg, hidden_t, low)
         rows = steps * batch
-        # (d, T*B, .) in the inputs' (t, b) row order
-        grad_gates_rows = grad_gates.transpose(0, 1).reshape(d, rows, 4 * C)
-        hidden_prev = torch.cat([h0[None], outputs[:-1]]).transpose(0, 1).reshape(d, rows, P)
+        # (d, T*B, .): each direction's rows in (t, b) order, as the inputs'
+        grad_gates_rows = grad_gates.view(d, rows, 4 * C)
+        hidden_prev = torch.cat([h0[:, None], outputs[:, :-1]], dim=1).view(d, rows, P)
         input_rows = inputs.view(d, rows, in_dim)
         grad_gates_low = _in(grad_gates_rows, low)
         grad_input_weight = _product(input_rows.transpose(1, 2), grad_gates_low, low)
         grad_hidden_weight = _product(hidden_prev.transpose(1, 2), grad_gates_low, low)
         grad_bias = grad_gates_rows.sum(1)
-        cell_output_rows = cell_outputs.transpose(0, 1).reshape(d, rows, C)
-        grad_projected_rows = grad_projected.transpose(0, 1).reshape(d, rows, P)
+        cell_output_rows = cell_outputs.view(d, rows, C)
+        grad_projected_rows = grad_projected.view(d, rows, P)
         grad_projection_weight = _product(cell_output_rows.transpose(1, 2), _in(grad_projected_rows, low), low)
         grad_inputs = _product(grad_gates_low, _in(input_weight.transpose(1, 2), low), low)
         grad_inputs = grad_inputs.view(d, steps, batch, in_dim)

@@ -23,6 +23,7 @@ from ..bilm.options import ElmoOptions
 from ..bilm.token_encoder import token_lengths
 from .data import IGNORE_TARGET, LMBatch
 from .fused_lstm import bidirectional_layer
+from .training_encoder import distinct_rows, encode_tokens
 
 SoftmaxKind = Literal["sampled", "adaptive", "full"]
 SOFTMAX_KINDS: tuple[str, ...] = ("sampled", "adaptive", "full")
@@ -75,6 +76,8 @@ class BiLMLanguageModel(nn.Module):
         self.sampler: torch.Generator | None = None
         # Both directions' LSTMs through ``fused_lstm`` (same function, faster); False: layer by layer.
         self.fused_lstm = True
+        # Distinct tokens through ``training_encoder`` (same function, faster); False: the encoder's own forward.
+        self.fused_encoder = True
         if softmax == "adaptive":
             cutoffs = adaptive_cutoffs or default_cutoffs(vocab_size)
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, list(cutoffs), div_value=4.0)
@@ -85,17 +88,23 @@ class BiLMLanguageModel(nn.Module):
     # ------------------------------------------------------------------ encoder and LSTMs
 
     def encode(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings ``(..., P)`` of char ids ``(..., 50)``; each distinct token is encoded once.
+        """Token embeddings ``(..., P)`` of char ids ``(..., 50)`` (on any device; the result is on the model's).
 
-        The distinct tokens go to the encoder shortest first: its CNN chunks then hold tokens of similar
-        length and skip more of the padding (``CharacterCNN``), with the same result.
+        Each distinct token is encoded once, shortest first (``training_encoder``: tokens of similar length
+        share the char CNN's products and skip more of the padding), with the same result as a plain call.
+        Without gradients (evaluation) the encoder's own inference path runs.
         """
         flat = char_ids.reshape(-1, char_ids.shape[-1])
-        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        unique, inverse = distinct_rows(flat.cpu())
         order = torch.argsort(token_lengths(unique), stable=True)
         rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.shape[0], device=order.device)
-        embedded = self.bilm.token_encoder(unique[order])[rank[inverse]]
+        rank[order] = torch.arange(order.shape[0])
+        tokens = unique[order].to(self.softmax_device)
+        if self.fused_encoder and torch.is_grad_enabled():
+            encoded = encode_tokens(self.bilm.token_encoder, tokens)
+        else:
+            encoded = self.bilm.token_encoder(tokens)
+        embedded = encoded[rank[inverse].to(encoded.device)]
         return embedded.view(*char_ids.shape[:-1], -1)
 
     def run_direction(
@@ -159,31 +168,55 @@ class BiLMLanguageModel(nn.Module):
 
     # ------------------------------------------------------------------ softmax
 
-    def _sampled_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """bilm-tf's ``sampled_softmax_loss``: one set of log-uniform negatives for the batch, logits
-        corrected by ``-log(expected count)``, accidental hits removed."""
-        n_sampled = self.n_negative_samples
-        sampled = sample_log_uniform(n_sampled, self.vocab_size, self.sampler).to(hidden.device)
-        true_logits = (hidden * self.softmax_weight[targets]).sum(-1) + self.softmax_bias[targets]
-        true_logits = true_logits - torch.log(n_sampled * log_uniform_probabilities(targets, self.vocab_size))
-        sampled_logits = hidden @ self.softmax_weight[sampled].T + self.softmax_bias[sampled]
-        sampled_logits = sampled_logits - torch.log(n_sampled * log_uniform_probabilities(sampled, self.vocab_size))
-        sampled_logits = sampled_logits.masked_fill(sampled[None, :] == targets[:, None], float("-inf"))
-        logits = torch.cat([true_logits[:, None], sampled_logits], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(targets))
+    def _sampled_losses(self, hiddens: list[torch.Tensor], targets: list[torch.Tensor]) -> list[torch.Tensor]:
+        """bilm-tf's ``sampled_softmax_loss`` per stream: one set of log-uniform negatives per stream (drawn
+        in stream order), logits corrected by ``-log(expected count)``, accidental hits removed.
 
-    def target_loss(self, hidden: torch.Tensor, targets: torch.Tensor, exact: bool) -> torch.Tensor:
-        """Mean loss over positions whose target is not ``IGNORE_TARGET``; ``hidden (N, P)``, ``targets (N,)``.
+        The softmax rows of every stream's targets and negatives are gathered in one lookup, so the backward
+        pass builds one dense gradient of the softmax weight, not one per lookup.
+        """
+        n_sampled = self.n_negative_samples
+        device = hiddens[0].device
+        sampled = [sample_log_uniform(n_sampled, self.vocab_size, self.sampler).to(device) for _ in hiddens]
+        ids = torch.cat([*targets, *sampled])
+        rows = F.embedding(ids, self.softmax_weight)
+        corrected_bias = self.softmax_bias[ids] - torch.log(n_sampled * log_uniform_probabilities(ids, self.vocab_size))
+        sizes = [t.shape[0] for t in targets] + [n_sampled] * len(sampled)
+        rows_of, bias_of = rows.split(sizes), corrected_bias.split(sizes)
+        losses = []
+        for k, (hidden, target) in enumerate(zip(hiddens, targets, strict=True)):
+            negative = len(targets) + k
+            true_logits = (hidden * rows_of[k]).sum(-1) + bias_of[k]
+            sampled_logits = torch.addmm(bias_of[negative], hidden, rows_of[negative].t())
+            sampled_logits = sampled_logits.masked_fill(sampled[k][None, :] == target[:, None], float("-inf"))
+            # cross-entropy with the true class first: logsumexp over [true, sampled] - true
+            log_normalizer = torch.logaddexp(true_logits, torch.logsumexp(sampled_logits, dim=1))
+            losses.append((log_normalizer - true_logits).mean())
+        return losses
+
+    def target_losses(
+        self, hiddens: list[torch.Tensor], targets: list[torch.Tensor], exact: bool
+    ) -> list[torch.Tensor]:
+        """Per stream, the mean loss over positions whose target is not ``IGNORE_TARGET``; ``hidden (N, P)``,
+        ``targets (N,)``.
 
         ``exact``: the true normalised negative log-likelihood (evaluation) rather than the training estimate.
         """
-        keep = targets != IGNORE_TARGET
-        hidden, targets = hidden[keep], targets[keep]
+        keep = [t != IGNORE_TARGET for t in targets]
+        hiddens = [h[k] for h, k in zip(hiddens, keep, strict=True)]
+        targets = [t[k] for t, k in zip(targets, keep, strict=True)]
         if self.softmax_kind == "adaptive":
-            return self.adaptive(hidden, targets).loss
+            return [self.adaptive(h, t).loss for h, t in zip(hiddens, targets, strict=True)]
         if self.softmax_kind == "sampled" and not exact and self.n_negative_samples < self.vocab_size:
-            return self._sampled_loss(hidden, targets)
-        return F.cross_entropy(F.linear(hidden, self.softmax_weight, self.softmax_bias), targets)
+            return self._sampled_losses(hiddens, targets)
+        return [
+            F.cross_entropy(F.linear(h, self.softmax_weight, self.softmax_bias), t)
+            for h, t in zip(hiddens, targets, strict=True)
+        ]
+
+    def target_loss(self, hidden: torch.Tensor, targets: torch.Tensor, exact: bool) -> torch.Tensor:
+        """``target_losses`` of one stream."""
+        return self.target_losses([hidden], [targets], exact)[0]
 
     # ------------------------------------------------------------------ forward
 
@@ -195,7 +228,7 @@ class BiLMLanguageModel(nn.Module):
         """
         n_layers = self.options.n_layers
         char_ids = torch.stack([forward_batch.char_ids, backward_batch.char_ids])
-        embedded = self.encode(char_ids.to(self.softmax_device))
+        embedded = self.encode(char_ids)
         if self.fused_lstm:
             top_forward, top_backward, finals_all = self.run_directions(embedded, states)
         else:
@@ -211,11 +244,10 @@ class BiLMLanguageModel(nn.Module):
         device = top_forward.device
         # The softmax and loss in float32 whatever the autocast (``precision``) around the rest.
         with torch.autocast(device.type, enabled=False):
-            forward_loss = self.target_loss(
-                top_forward.reshape(-1, dim).float(), forward_batch.targets.to(device).view(-1), exact
-            )
-            backward_loss = self.target_loss(
-                top_backward.reshape(-1, dim).float(), backward_batch.targets.to(device).view(-1), exact
+            forward_loss, backward_loss = self.target_losses(
+                [top_forward.reshape(-1, dim).float(), top_backward.reshape(-1, dim).float()],
+                [forward_batch.targets.to(device).view(-1), backward_batch.targets.to(device).view(-1)],
+                exact,
             )
         finals = [(h.detach(), c.detach()) for h, c in finals_all]
         return LMOutput(0.5 * (forward_loss + backward_loss), forward_loss, backward_loss, finals)

@@ -453,9 +453,7 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
     model.to(ctx.device)
     if note and ctx.is_main:
         print(note, flush=True)
-    optimizer = torch.optim.Adagrad(
-        model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
-    )
+    optimizer = build_optimizer(model, settings)
     model.sampler = torch.Generator().manual_seed(config.seed * 7919 + ctx.rank)
     torch.manual_seed(config.seed * 7919 + ctx.rank)
     streams = [
@@ -620,6 +618,17 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
         print(f"exported {run_dir / 'options.json'} and {run_dir / 'weights.hdf5'} at step {step}", flush=True)
     ctx.barrier()
     return last_entry
+
+
+def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.Adagrad:
+    """bilm-tf's Adagrad; on CPU PyTorch's fused kernel (one pass per parameter, same update up to rounding)."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    return torch.optim.Adagrad(
+        model.parameters(),
+        lr=settings.learning_rate,
+        initial_accumulator_value=settings.initial_accumulator,
+        fused=True if on_cpu else None,
+    )
 
 
 def reset_states(states: list[State], forward_batch: LMBatch, backward_batch: LMBatch) -> list[State]:

@@ -143,3 +143,131 @@ def test_bfloat16_precision_stays_close_to_float32_and_keeps_float32_gradients()
     for g32, g16 in zip(grads32, grads16, strict=True):
         assert g16.dtype == torch.float32
         assert float((g16 - g32).norm()) <= 0.15 * float(g32.norm()) + 1e-6
+
+
+def _char_ids_of_lengths(lengths: list[int], generator: torch.Generator) -> torch.Tensor:
+    """``(n, 50)`` char ids: begin/end-of-word marks around random characters, padding after (as ``chars``)."""
+    from spacy_elmo.bilm.chars import BOW_CHAR, EOW_CHAR, PAD_CHAR
+
+    rows = torch.full((len(lengths), 50), PAD_CHAR + 1)
+    for row, length in enumerate(lengths):
+        rows[row, 0] = BOW_CHAR + 1
+        rows[row, 1 : length - 1] = torch.randint(1, 200, (length - 2,), generator=generator)
+        rows[row, length - 1] = EOW_CHAR + 1
+    return rows
+
+
+def test_training_encoder_matches_the_token_encoder_with_gradients() -> None:
+    """Every filter width, tokens from 3 to 50 positions (the widest filters' windows reach past position 50
+    for the longest), repeated characters (tied windows): the values and every gradient of a plain call."""
+    from spacy_elmo.bilm.options import ElmoOptions
+    from spacy_elmo.bilm.token_encoder import TokenEncoder
+    from spacy_elmo.pretrain.training_encoder import encode_tokens
+
+    options = ElmoOptions(
+        char_embedding_dim=4,
+        filters=((1, 4), (2, 4), (3, 6), (4, 6), (5, 8), (6, 8), (7, 4)),
+        n_highway=2,
+        activation="relu",
+        lstm_dim=16,
+        projection_dim=8,
+        n_layers=2,
+        cell_clip=3.0,
+        proj_clip=3.0,
+        use_skip_connections=True,
+        use_projection=True,
+    )
+    torch.manual_seed(0)
+    encoder = TokenEncoder(options)
+    generator = torch.Generator().manual_seed(7)
+    lengths = [3, 5, 8, 9, 16, 17, 30, 40, 43, 44, 45, 46, 48, 49, 50, 50]
+    char_ids = _char_ids_of_lengths(lengths, generator)
+    char_ids[3, 1:8] = 42  # one repeated character: tied windows
+    weights = torch.randn(len(lengths), 8, generator=generator)
+
+    plain = encoder(char_ids)
+    plain_grads = torch.autograd.grad((plain * weights).sum(), list(encoder.parameters()))
+    fast = encode_tokens(encoder, char_ids)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), list(encoder.parameters()))
+
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    for (name, _), got, expected in zip(encoder.named_parameters(), fast_grads, plain_grads, strict=True):
+        assert float(expected.abs().max()) > 0, name
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_distinct_rows_and_their_inverse_rebuild_the_input() -> None:
+    from spacy_elmo.pretrain.training_encoder import distinct_rows
+
+    generator = torch.Generator().manual_seed(8)
+    words = torch.randint(0, 262, (7, 50), generator=generator)
+    picks = torch.tensor([3, 0, 3, 6, 1, 0, 3, 2, 5, 4, 6])
+    unique, inverse = distinct_rows(words[picks])
+    assert unique.shape == (7, 50)
+    assert torch.equal(unique[inverse], words[picks])
+    assert len({tuple(row.tolist()) for row in unique}) == 7
+
+
+def test_sampled_softmax_equals_the_cross_entropy_of_true_and_sampled_logits() -> None:
+    """Both streams' rows in one lookup, logsumexp in place of the concatenated logits: the loss and the
+    gradients of the plain formula (bilm-tf's) with the same negatives."""
+    from spacy_elmo.pretrain.lm import log_uniform_probabilities, sample_log_uniform
+
+    torch.manual_seed(0)
+    vocab, n_sampled = 40, 12
+    model = BiLMLanguageModel(get_preset("tiny").options, vocab_size=vocab, n_negative_samples=n_sampled)
+    with torch.no_grad():
+        model.softmax_bias.uniform_(-1.0, 1.0)
+    generator = torch.Generator().manual_seed(9)
+    hiddens = [torch.randn(10, 16, generator=generator, requires_grad=True) for _ in range(2)]
+    targets = [torch.randint(0, 6, (10,), generator=generator) for _ in range(2)]  # frequent ids: some hits
+
+    model.sampler = torch.Generator().manual_seed(3)
+    fast = model.target_losses(hiddens, targets, exact=False)
+    fast_grads = torch.autograd.grad(sum(fast), [*hiddens, model.softmax_weight, model.softmax_bias])
+
+    sampler = torch.Generator().manual_seed(3)
+    plain, hits = [], 0
+    for hidden, target in zip(hiddens, targets, strict=True):
+        sampled = sample_log_uniform(n_sampled, vocab, sampler)
+        log_counts = lambda ids: torch.log(n_sampled * log_uniform_probabilities(ids, vocab))  # noqa: E731
+        true_logits = (hidden * model.softmax_weight[target]).sum(-1) + model.softmax_bias[target]
+        sampled_logits = hidden @ model.softmax_weight[sampled].T + model.softmax_bias[sampled]
+        accidental = sampled[None, :] == target[:, None]
+        hits += int(accidental.sum())
+        sampled_logits = (sampled_logits - log_counts(sampled)).masked_fill(accidental, float("-inf"))
+        logits = torch.cat([(true_logits - log_counts(target))[:, None], sampled_logits], dim=1)
+        plain.append(torch.nn.functional.cross_entropy(logits, torch.zeros_like(target)))
+    plain_grads = torch.autograd.grad(sum(plain), [*hiddens, model.softmax_weight, model.softmax_bias])
+
+    assert hits > 0, "no accidental hit was exercised"
+    for got, expected in zip(fast, plain, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    for got, expected in zip(fast_grads, plain_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_fused_adagrad_updates_as_plain_adagrad() -> None:
+    """PyTorch's fused Adagrad reads a gradient in its parameter's memory order; autograd keeps to it."""
+    from spacy_elmo.pretrain.train import build_optimizer
+
+    settings = get_preset("tiny").training
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(BiLMLanguageModel(get_preset("tiny").options, vocab_size=30))
+    fused = build_optimizer(models[0], settings)
+    plain = torch.optim.Adagrad(
+        models[1].parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
+    )
+    assert fused.defaults["fused"] is True
+    generator = torch.Generator().manual_seed(10)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=generator) for p in models[0].parameters()]
+        for model, optimizer in zip(models, (fused, plain), strict=True):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                # laid out as the parameter, as autograd lays out gradients (some weights are stored transposed)
+                p.grad = torch.empty_strided(p.shape, p.stride()).copy_(g)
+            optimizer.step()
+    for p_fused, p_plain in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(p_fused, p_plain, rtol=1e-6, atol=1e-6)
