@@ -32,10 +32,10 @@ def _product(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch
 class _BiLstmLayer(torch.autograd.Function):
     """``d`` (here 2) independent projected LSTMs over ``T`` steps; see ``bidirectional_layer``.
 
-    Layouts: what a step's products write is time-major (``gates``, ``cells``: ``(T, d, B, .)``, each step's
-    slice contiguous); what the weight gradients read as rows is direction-major (``cell_outputs``,
+    Layouts: what the weight gradients read as rows is direction-major (``gates``, ``cell_outputs``,
     ``outputs``, the gate and projection gradients: ``(d, T, B, .)``, each direction's ``T * B`` rows one
-    matrix), so no tensor is transposed into a copy.
+    matrix), so no tensor is transposed into a copy; the cell states and the projection's output, read only
+    step by step, are time-major (``(T, d, B, .)``, each step's slice contiguous).
     """
 
     @staticmethod
@@ -58,10 +58,10 @@ class _BiLstmLayer(torch.autograd.Function):
         inputs = inputs.float().contiguous()
         h0, c0 = h0.float(), c0.float()
         product_hidden, product_projection = _in(hidden_weight, low), _in(projection_weight, low)
-        # (d, T, B, 4C): every step's input gates, bias included, in one product per direction
-        from_input = _product(inputs.view(d, steps * batch, in_dim), _in(input_weight, low), low)
-        from_input = from_input.add_(bias[:, None, :]).view(d, steps, batch, 4 * C)
-        gates = inputs.new_empty(steps, d, batch, 4 * C)  # after the activations
+        # (d, T, B, 4C): every step's input gates, bias included, in one product per direction; each step
+        # adds its recurrent product in place and applies the activations there.
+        gates = _product(inputs.view(d, steps * batch, in_dim), _in(input_weight, low), low)
+        gates = gates.add_(bias[:, None, :]).view(d, steps, batch, 4 * C)
         cells = inputs.new_empty(steps, d, batch, C)  # before the clip
         cells_clipped = inputs.new_empty(steps, d, batch, C) if cell_clip is not None else cells
         tanh_cells = inputs.new_empty(steps, d, batch, C)
@@ -70,10 +70,11 @@ class _BiLstmLayer(torch.autograd.Function):
         outputs = inputs.new_empty(d, steps, batch, P)
         h, c = h0, c0
         for t in range(steps):
+            g = gates[:, t]
             if low is None:
-                g = torch.baddbmm(from_input[:, t], h, hidden_weight, out=gates[t])
+                g.baddbmm_(h, hidden_weight)
             else:
-                g = torch.add(from_input[:, t], _product(h, product_hidden, low), out=gates[t])
+                g.add_(_product(h, product_hidden, low))
             # TF gate order i, j, f, o
             g[..., :C].sigmoid_()
             g[..., C : 2 * C].tanh_()
@@ -115,6 +116,8 @@ class _BiLstmLayer(torch.autograd.Function):
         hidden_t = _in(hidden_weight.transpose(1, 2), low).contiguous()
         projection_t = _in(projection_weight.transpose(1, 2), low).contiguous()
         grad_gates = gates.new_empty(d, steps, batch, 4 * C)
+        # With ``low``: each step's gate gradient rounded once, for its product and for the weight gradients.
+        grad_gates_low = grad_gates if low is None else gates.new_empty(d, steps, batch, 4 * C, dtype=low)
         grad_projected = outputs.new_empty(d, steps, batch, P)
         derivatives = gates.new_empty(d, batch, 4 * C)
         one = gates.new_ones(())
@@ -129,7 +132,7 @@ class _BiLstmLayer(torch.autograd.Function):
             if projected is not None:
                 gp.mul_(outputs[:, t] == projected[t])
             dm = _product(gp, projection_t, low)
-            g = gates[t]
+            g = gates[:, t]
             i, j, f, o = g.split(C, dim=-1)
             gg = grad_gates[:, t]
             di, dj, df, do = gg.split(C, dim=-1)
@@ -147,20 +150,23 @@ class _BiLstmLayer(torch.autograd.Function):
             torch.addcmul(one, j, j, value=-1.0, out=derivatives[..., C : 2 * C])
             gg.mul_(derivatives)
             dc = dcell.mul_(f)
-            dh = _product(gg, hidden_t, low)
+            dh = torch.bmm(gg, hidden_t) if low is None else torch.bmm(grad_gates_low[:, t].copy_(gg), hidden_t).float()
         rows = steps * batch
         # (d, T*B, .): each direction's rows in (t, b) order, as the inputs'
         grad_gates_rows = grad_gates.view(d, rows, 4 * C)
-        hidden_prev = torch.cat([h0[:, None], outputs[:, :-1]], dim=1).view(d, rows, P)
-        input_rows = inputs.view(d, rows, in_dim)
-        grad_gates_low = _in(grad_gates_rows, low)
-        grad_input_weight = _product(input_rows.transpose(1, 2), grad_gates_low, low)
-        grad_hidden_weight = _product(hidden_prev.transpose(1, 2), grad_gates_low, low)
+        # Both weight gradients of the gates in one product: rows [x_t, h_{t-1}] (d, T*B, in + P)
+        gate_inputs = inputs.new_empty(d, steps, batch, in_dim + P)
+        gate_inputs[..., :in_dim] = inputs
+        gate_inputs[:, 0, :, in_dim:] = h0
+        gate_inputs[:, 1:, :, in_dim:] = outputs[:, :-1]
+        grad_gates_low = grad_gates_low.view(d, rows, 4 * C)
+        grad_gate_weights = _product(gate_inputs.view(d, rows, in_dim + P).transpose(1, 2), grad_gates_low, low)
+        grad_input_weight, grad_hidden_weight = grad_gate_weights.split([in_dim, P], dim=1)
         grad_bias = grad_gates_rows.sum(1)
         cell_output_rows = cell_outputs.view(d, rows, C)
         grad_projected_rows = grad_projected.view(d, rows, P)
         grad_projection_weight = _product(cell_output_rows.transpose(1, 2), _in(grad_projected_rows, low), low)
-        grad_inputs = _product(grad_gates_low, _in(input_weight.transpose(1, 2), low), low)
+        grad_inputs = _product(grad_gates_low, _in(input_weight.transpose(1, 2), low).contiguous(), low)
         grad_inputs = grad_inputs.view(d, steps, batch, in_dim)
         return (
             grad_inputs, dh, dc, grad_input_weight, grad_hidden_weight, grad_bias, grad_projection_weight,

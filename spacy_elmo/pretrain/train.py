@@ -621,13 +621,9 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
 
 
 def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.Adagrad:
-    """bilm-tf's Adagrad; on CPU PyTorch's fused kernel (one pass per parameter, same update up to rounding)."""
-    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    """bilm-tf's optimiser: Adagrad with the settings' learning rate and initial accumulator."""
     return torch.optim.Adagrad(
-        model.parameters(),
-        lr=settings.learning_rate,
-        initial_accumulator_value=settings.initial_accumulator,
-        fused=True if on_cpu else None,
+        model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
     )
 
 

@@ -8,13 +8,16 @@ fewer, larger operations:
   kernel is zero-padded on the right to the widest width, so one product over windows of the widest width
   computes every filter (a window's value for a filter of width ``w`` depends on its first ``w`` positions
   only), instead of one small convolution per filter and 64-token chunk;
-- the max over positions keeps its argmax (its backward is a scatter, not a comparison of every position);
+- the max over positions is a channels-last max pool (its backward a scatter to one window per filter);
+- only the character positions some window reads are embedded, in one lookup;
 - the highway layers and the projection run once over all distinct tokens.
 
-Which windows a filter pools over is ``CharacterCNN.forward``'s rule: for a token padded to ``used`` positions
-(its length rounded up to ``CHAR_POSITION_GROUP``) a filter of width ``w`` pools the windows starting at
-``0 .. min(50 - w, used)``. Windows of the widest width that reach past position 50 are zero-padded; the
-positions a filter would not pool there are masked out of its max.
+Which windows a filter pools over: ``CharacterCNN.forward`` pools a filter of width ``w`` over the windows
+starting at ``0 .. min(50 - w, used)`` for a token padded to ``used`` positions (its length rounded up); every
+window that lies wholly in the trailing padding holds the same input, so here the first such window stands
+for the rest: the windows starting at ``0 .. min(50 - w, length)``, the same max. Tokens of one length share
+a product. Windows of the widest width that reach past position 50 are zero-padded; the positions a filter
+would not pool there are masked out of its max.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import torch
 from torch.nn import functional as F
 
 from ..bilm.chars import MAX_WORD_LENGTH
-from ..bilm.token_encoder import CHAR_POSITION_GROUP, CharacterCNN, TokenEncoder, token_lengths
+from ..bilm.token_encoder import CharacterCNN, TokenEncoder, token_lengths
 
 # Rows (tokens x window positions) per char CNN product: bounds its (rows, n_filters) output
 # (2048 filters: 256 MB).
 MAX_WINDOW_ROWS = 32_768
+# Under autocast, the highway layers' rows are padded to a multiple of this (zero rows, dropped).
+AUTOCAST_ROW_GROUP = 128
 
 
 def distinct_rows(char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,27 +58,50 @@ def _windowed_kernel(cnn: CharacterCNN) -> tuple[torch.Tensor, torch.Tensor, lis
     return kernel.reshape(kernel.shape[0], -1), bias, widths
 
 
+def _length_groups(last_start: list[int]) -> list[tuple[int, int, int]]:
+    """``(start, stop, last)``: runs of tokens that share their last window start, at most
+    ``MAX_WINDOW_ROWS`` windows each."""
+    groups = []
+    start = 0
+    while start < len(last_start):
+        last = last_start[start]
+        stop = start + 1
+        limit = min(len(last_start), start + max(1, MAX_WINDOW_ROWS // (last + 1)))
+        while stop < limit and last_start[stop] == last:
+            stop += 1
+        groups.append((start, stop, last))
+        start = stop
+    return groups
+
+
+def _max_over_windows(values: torch.Tensor) -> torch.Tensor:
+    """``(n, windows, n_filters)`` to its max over the windows ``(n, n_filters)``.
+
+    As a channels-last 2-D max pool, whose CPU kernel (and its backward, a scatter to one window per filter)
+    runs along the contiguous filters; ``max(dim=1)`` reduces along a strided dimension, twice as slow here.
+    """
+    n, windows, n_filters = values.shape
+    as_image = values.view(n, windows, 1, n_filters).permute(0, 3, 1, 2)  # (n, F, windows, 1), channels last
+    return F.max_pool2d(as_image, (windows, 1)).reshape(n, n_filters)
+
+
 def character_cnn(cnn: CharacterCNN, char_ids: torch.Tensor) -> torch.Tensor:
     """``cnn(char_ids)``: ``(n, 50)`` char ids, best sorted by length (fewer groups), to ``(n, n_filters)``."""
     kernel, bias, widths = _windowed_kernel(cnn)
     widest = max(widths)
     filter_widths = torch.tensor(widths, device=char_ids.device)
-    chars = cnn.embedding(char_ids)  # (n, 50, E)
-    used = (token_lengths(char_ids) + CHAR_POSITION_GROUP - 1) // CHAR_POSITION_GROUP * CHAR_POSITION_GROUP
-    last_start = used.clamp(max=MAX_WORD_LENGTH - 1).tolist()  # the last window any filter pools
+    # The last window any filter pools: the first that lies wholly in the padding (it stands for all of them).
+    groups = _length_groups(token_lengths(char_ids).clamp(max=MAX_WORD_LENGTH - 1).tolist())
+    # Only the positions some window reads are embedded, all groups in one lookup.
+    read = [min(MAX_WORD_LENGTH, last + widest) for _, _, last in groups]
+    ids = torch.cat([char_ids[start:stop, :n].reshape(-1) for (start, stop, _), n in zip(groups, read, strict=True)])
+    embedded = cnn.embedding(ids).split([(stop - start) * n for (start, stop, _), n in zip(groups, read, strict=True)])
     pooled: list[torch.Tensor] = []
-    start = 0
-    while start < len(last_start):
-        # The tokens that share this token's last window, at most MAX_WINDOW_ROWS windows in all
-        last = last_start[start]
+    for (start, stop, last), chars, n_read in zip(groups, embedded, read, strict=True):
         n_windows = last + 1
-        stop = start + 1
-        limit = start + max(1, MAX_WINDOW_ROWS // n_windows)
-        while stop < min(len(last_start), limit) and last_start[stop] == last:
-            stop += 1
-        group = chars[start:stop, : min(MAX_WORD_LENGTH, last + widest)]
-        if group.shape[1] < last + widest:  # windows that reach past position 50
-            group = F.pad(group, (0, 0, 0, last + widest - group.shape[1]))
+        group = chars.view(stop - start, n_read, -1)
+        if n_read < last + widest:  # windows that reach past position 50
+            group = F.pad(group, (0, 0, 0, last + widest - n_read))
         windows = group.unfold(1, widest, 1).reshape(-1, kernel.shape[1])  # (tokens * n_windows, E * widest)
         values = torch.addmm(bias, windows, kernel.t()).view(stop - start, n_windows, -1)
         if last > MAX_WORD_LENGTH - widest:
@@ -81,16 +109,24 @@ def character_cnn(cnn: CharacterCNN, char_ids: torch.Tensor) -> torch.Tensor:
             starts = torch.arange(n_windows, device=values.device)
             outside = starts[:, None] > MAX_WORD_LENGTH - filter_widths[None, :]
             values = values.masked_fill(outside, float("-inf"))
-        pooled.append(values.max(dim=1).values)
-        start = stop
+        pooled.append(_max_over_windows(values))
     return cnn.activation(torch.cat(pooled))
 
 
 def encode_tokens(encoder: TokenEncoder, char_ids: torch.Tensor) -> torch.Tensor:
-    """``encoder(char_ids)`` with gradients: ``(n, 50)`` char ids to ``(n, P)``."""
-    x = character_cnn(encoder.cnn, char_ids)
+    """``encoder(char_ids)`` with gradients: ``(n, 50)`` char ids to ``(n, P)``.
+
+    Under CPU autocast (``--precision bfloat16``) the char CNN stays in float32 (its products have a new shape
+    at every step, and oneDNN would compile a bfloat16 kernel for each); the highway layers and the
+    projection run in bfloat16 on rows padded to a multiple of ``AUTOCAST_ROW_GROUP`` (a bounded set of shapes).
+    """
+    with torch.autocast("cpu", enabled=False):
+        x = character_cnn(encoder.cnn, char_ids)
+    n = x.shape[0]
+    if torch.is_autocast_enabled("cpu") and n % AUTOCAST_ROW_GROUP:
+        x = F.pad(x, (0, 0, 0, AUTOCAST_ROW_GROUP - n % AUTOCAST_ROW_GROUP))
     for highway in encoder.highways:
         x = highway(x)
     if encoder.projection_weight is not None:
         x = torch.addmm(encoder.projection_bias, x, encoder.projection_weight)
-    return x
+    return x[:n]

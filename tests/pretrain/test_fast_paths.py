@@ -245,29 +245,3 @@ def test_sampled_softmax_equals_the_cross_entropy_of_true_and_sampled_logits() -
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
     for got, expected in zip(fast_grads, plain_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
-
-
-def test_fused_adagrad_updates_as_plain_adagrad() -> None:
-    """PyTorch's fused Adagrad reads a gradient in its parameter's memory order; autograd keeps to it."""
-    from spacy_elmo.pretrain.train import build_optimizer
-
-    settings = get_preset("tiny").training
-    models = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        models.append(BiLMLanguageModel(get_preset("tiny").options, vocab_size=30))
-    fused = build_optimizer(models[0], settings)
-    plain = torch.optim.Adagrad(
-        models[1].parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
-    )
-    assert fused.defaults["fused"] is True
-    generator = torch.Generator().manual_seed(10)
-    for _ in range(3):
-        grads = [torch.randn(p.shape, generator=generator) for p in models[0].parameters()]
-        for model, optimizer in zip(models, (fused, plain), strict=True):
-            for p, g in zip(model.parameters(), grads, strict=True):
-                # laid out as the parameter, as autograd lays out gradients (some weights are stored transposed)
-                p.grad = torch.empty_strided(p.shape, p.stride()).copy_(g)
-            optimizer.step()
-    for p_fused, p_plain in zip(models[0].parameters(), models[1].parameters(), strict=True):
-        torch.testing.assert_close(p_fused, p_plain, rtol=1e-6, atol=1e-6)
