@@ -74,6 +74,8 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             optimizer = torch.optim.Adagrad(
                 model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
             )
+        if hasattr(model, "sparse_softmax_gradient"):  # as train.py sets it for one process
+            model.sparse_softmax_gradient = True
         model.sampler = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         batchers = [
@@ -94,17 +96,22 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
         def step() -> None:
             nonlocal states
-            forward_batch, backward_batch = next(batchers[0]), next(batchers[1])
-            states = train_module.reset_states(states, forward_batch, backward_batch)
-            if training_precision is not None:
-                with training_precision(args.precision):
-                    output = model(forward_batch, backward_batch, states)
-            else:
-                output = model(forward_batch, backward_batch, states)
-            (output.loss * settings.unroll_steps).backward()
-            nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            batches = (next(batchers[0]), next(batchers[1]))
+            if hasattr(train_module, "training_step"):
+                output = train_module.training_step(
+                    model, optimizer, parameters, batches, states, settings, args.precision
+                )
+            else:  # a checkout from before training_step: its training loop's step, as it was written there
+                states = train_module.reset_states(states, *batches)
+                if training_precision is not None:
+                    with training_precision(args.precision):
+                        output = model(*batches, states)
+                else:
+                    output = model(*batches, states)
+                (output.loss * settings.unroll_steps).backward()
+                nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
             states = output.states
             losses.append(float(output.loss.detach()))
 

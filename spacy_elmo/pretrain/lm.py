@@ -78,6 +78,10 @@ class BiLMLanguageModel(nn.Module):
         self.fused_lstm = True
         # Distinct tokens through ``training_encoder`` (same function, faster); False: the encoder's own forward.
         self.fused_encoder = True
+        # The sampled softmax's weight gradient as a sparse tensor of the rows it used (targets and negatives)
+        # rather than a dense (V, P) one: Adagrad leaves a row with a zero gradient unchanged, so the update is
+        # the same, without a pass over every row. Gradient clipping must then be ``train.clip_gradients``.
+        self.sparse_softmax_gradient = False
         if softmax == "adaptive":
             cutoffs = adaptive_cutoffs or default_cutoffs(vocab_size)
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, list(cutoffs), div_value=4.0)
@@ -173,13 +177,13 @@ class BiLMLanguageModel(nn.Module):
         in stream order), logits corrected by ``-log(expected count)``, accidental hits removed.
 
         The softmax rows of every stream's targets and negatives are gathered in one lookup, so the backward
-        pass builds one dense gradient of the softmax weight, not one per lookup.
+        pass builds one gradient of the softmax weight (dense, or sparse: ``sparse_softmax_gradient``).
         """
         n_sampled = self.n_negative_samples
         device = hiddens[0].device
         sampled = [sample_log_uniform(n_sampled, self.vocab_size, self.sampler).to(device) for _ in hiddens]
         ids = torch.cat([*targets, *sampled])
-        rows = F.embedding(ids, self.softmax_weight)
+        rows = F.embedding(ids, self.softmax_weight, sparse=self.sparse_softmax_gradient)
         corrected_bias = self.softmax_bias[ids] - torch.log(n_sampled * log_uniform_probabilities(ids, self.vocab_size))
         sizes = [t.shape[0] for t in targets] + [n_sampled] * len(sampled)
         rows_of, bias_of = rows.split(sizes), corrected_bias.split(sizes)

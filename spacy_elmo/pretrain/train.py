@@ -46,7 +46,7 @@ from .data import (
     evaluation_batches,
     tokenize_corpus,
 )
-from .lm import BiLMLanguageModel
+from .lm import BiLMLanguageModel, LMOutput
 from .precision import PRECISIONS, training_precision
 from .presets import TrainingSettings, get_preset, override_training
 
@@ -504,6 +504,8 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
             print(f"resumed from step {step} ({checkpoints / MODEL_CHECKPOINT})", flush=True)
 
     trained: nn.Module = model
+    # Sparse softmax gradients (one process): ``clip_gradients`` and Adagrad's sparse update handle them.
+    model.sparse_softmax_gradient = not ctx.enabled
     if ctx.enabled:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         # An adaptive softmax's tail clusters get no gradient in batches without their words.
@@ -574,15 +576,16 @@ def _pretrain(config: PretrainConfig, resume: bool, ctx: DistributedContext) -> 
             time.perf_counter() - started, config.max_time_minutes, ctx
         ):
             break
-        forward_batch = next(forward_batcher)
-        backward_batch = next(backward_batcher)
-        states = reset_states(states, forward_batch, backward_batch)
-        with training_precision(config.precision, ctx.device.type):
-            output = trained(forward_batch, backward_batch, states)
-        (output.loss * settings.unroll_steps).backward()
-        nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        output = training_step(
+            trained,
+            optimizer,
+            parameters,
+            (next(forward_batcher), next(backward_batcher)),
+            states,
+            settings,
+            config.precision,
+            ctx.device.type,
+        )
         states = output.states
         step += 1
         tokens_seen += tokens_per_step
@@ -625,6 +628,55 @@ def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim
     return torch.optim.Adagrad(
         model.parameters(), lr=settings.learning_rate, initial_accumulator_value=settings.initial_accumulator
     )
+
+
+def training_step(
+    trained: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[nn.Parameter],
+    batches: tuple[LMBatch, LMBatch],
+    states: list[State],
+    settings: TrainingSettings,
+    precision: str = "float32",
+    device_type: str = "cpu",
+) -> LMOutput:
+    """One update: reset the marked rows' states, both LMs forward, backward of ``loss * unroll_steps``
+    (bilm-tf's sum over the window), global-norm clipping, Adagrad. Returns the model's output."""
+    forward_batch, backward_batch = batches
+    states = reset_states(states, forward_batch, backward_batch)
+    with training_precision(precision, device_type):
+        output = trained(forward_batch, backward_batch, states)
+    (output.loss * settings.unroll_steps).backward()
+    clip_gradients(parameters, settings.clip_norm)
+    # Sparse softmax gradients: Adagrad builds its sparse tensors from coalesced ones; the checks stay off,
+    # said explicitly (PyTorch warns when they are off by default).
+    with torch.sparse.check_sparse_tensor_invariants(enable=False):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return output
+
+
+def clip_gradients(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``nn.utils.clip_grad_norm_`` (global 2-norm, same coefficient) for dense and sparse gradients.
+
+    A sparse gradient (``BiLMLanguageModel.sparse_softmax_gradient``) is coalesced in place first, so that
+    its norm and Adagrad's update see each row once. Returns the total norm before clipping.
+    """
+    grads = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return torch.zeros(())
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    coefficient = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, coefficient)
+    return total
 
 
 def reset_states(states: list[State], forward_batch: LMBatch, backward_batch: LMBatch) -> list[State]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from spacy_elmo.bilm.lstm import ProjectedLstmLayer
@@ -245,3 +246,61 @@ def test_sampled_softmax_equals_the_cross_entropy_of_true_and_sampled_logits() -
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
     for got, expected in zip(fast_grads, plain_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_sparse_softmax_gradients_give_the_dense_updates() -> None:
+    """Three training steps with the sampled softmax's weight gradient sparse (clipped by ``clip_gradients``,
+    updated by Adagrad's sparse path) end with the weights and optimiser state of the dense steps."""
+    from spacy_elmo.pretrain.train import build_optimizer, training_step
+
+    preset = get_preset("tiny")
+    settings = preset.training
+    generator = torch.Generator().manual_seed(11)
+
+    def batch() -> LMBatch:
+        chars = torch.randint(1, 200, (4, 6, 50), generator=generator)
+        return LMBatch(chars, torch.randint(0, 40, (4, 6), generator=generator), torch.tensor([1, 0, 0, 1]).bool())
+
+    batches = [(batch(), batch()) for _ in range(3)]
+    runs = []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = BiLMLanguageModel(preset.options, vocab_size=400, n_negative_samples=12)
+        model.sparse_softmax_gradient = sparse
+        model.sampler = torch.Generator().manual_seed(1)
+        optimizer = build_optimizer(model, settings)
+        parameters = list(model.parameters())
+        states = model.zero_states(4)
+        losses = []
+        for pair in batches:
+            torch.manual_seed(5)  # the same dropout masks in both runs
+            output = training_step(model, optimizer, parameters, pair, states, settings)
+            states = output.states
+            losses.append(float(output.loss.detach()))
+        sums = [optimizer.state[p]["sum"].clone() for p in parameters]
+        softmax_index = next(k for k, p in enumerate(parameters) if p is model.softmax_weight)
+        runs.append((losses, [p.detach().clone() for p in parameters], sums))
+    (dense_losses, dense_weights, dense_sums), (sparse_losses, sparse_weights, sparse_sums) = runs
+    assert sparse_losses == pytest.approx(dense_losses, rel=1e-6)
+    for got, expected in zip(sparse_weights + sparse_sums, dense_weights + dense_sums, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    # only some softmax rows were used: the sparse update skipped the rest and left them as they were
+    untouched = (dense_sums[softmax_index] == settings.initial_accumulator).all(dim=1)
+    assert 0 < int(untouched.sum()) < 400
+
+
+def test_clip_gradients_is_clip_grad_norm_on_dense_gradients() -> None:
+    from spacy_elmo.pretrain.train import clip_gradients
+
+    generator = torch.Generator().manual_seed(12)
+    for scale in (0.01, 10.0):  # below and above the limit
+        parameters = [torch.nn.Parameter(torch.zeros(shape)) for shape in ((3, 4), (5,), (2, 2))]
+        reference = [torch.nn.Parameter(torch.zeros(p.shape)) for p in parameters]
+        for p, r in zip(parameters, reference, strict=True):
+            p.grad = torch.randn(p.shape, generator=generator) * scale
+            r.grad = p.grad.clone()
+        total = clip_gradients(parameters, 1.0)
+        expected_total = torch.nn.utils.clip_grad_norm_(reference, 1.0)
+        torch.testing.assert_close(total, expected_total)
+        for p, r in zip(parameters, reference, strict=True):
+            torch.testing.assert_close(p.grad, r.grad)
