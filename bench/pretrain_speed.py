@@ -9,6 +9,14 @@ preset's language model with the pretraining code's own ``build_model``, and run
 ``spacy_elmo.pretrain.train`` (reset states, forward, backward of ``loss * unroll_steps``, gradient
 clipping, Adagrad) for ``--warmup`` untimed then ``--steps`` timed steps. With ``--baseline`` the two
 checkouts alternate (A B A B ..., who goes first alternating per round) and the median ratio is printed.
+Where a checkout has ``train.training_step``, that is the step timed (the training loop's own); older
+checkouts run their loop's step as written there.
+
+    python bench/pretrain_speed.py --baseline OTHER --gradients   # same weights and batch: loss, gradients
+
+``--gradients`` instead runs one forward and backward pass in each checkout from the same initial weights on
+the same first batch, and prints both losses and the largest relative difference of a parameter's gradient
+(``--precision``/``--baseline-precision`` compare float32 with bfloat16 the same way).
 """
 
 from __future__ import annotations
@@ -115,6 +123,8 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             states = output.states
             losses.append(float(output.loss.detach()))
 
+        if args.gradients_to is not None:
+            return save_first_step_gradients(model, batchers, states, settings, args, training_precision)
         for _ in range(args.warmup):
             step()
         if args.profile:
@@ -144,6 +154,62 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def save_first_step_gradients(
+    model: Any, batchers: list[Any], states: list[Any], settings: Any, args: argparse.Namespace, precision: Any
+) -> dict[str, Any]:
+    """Loss and gradients (of ``loss * unroll_steps``, before clipping) of the first batch, to ``.npz``."""
+    import numpy as np
+
+    batches = (next(batchers[0]), next(batchers[1]))
+    if precision is not None:
+        with precision(args.precision):
+            output = model(*batches, states)
+    else:
+        output = model(*batches, states)
+    (output.loss * settings.unroll_steps).backward()
+    arrays = {"loss": np.array([float(output.loss), float(output.forward_loss), float(output.backward_loss)])}
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            grad = parameter.grad.to_dense() if parameter.grad.is_sparse else parameter.grad
+            arrays[f"grad/{name}"] = grad.detach().numpy()
+    np.savez(args.gradients_to, **arrays)
+    return {"saved": str(args.gradients_to)}
+
+
+def compare_gradients(this: Path, baseline: Path, args: argparse.Namespace, common: list[str]) -> None:
+    """Both checkouts' first-step loss and gradients on the same batch, from the same initial weights."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as directory:
+        saved = {}
+        for name, checkout, precision in (
+            ("this", this, args.precision),
+            ("baseline", baseline, args.baseline_precision),
+        ):
+            path = Path(directory) / f"{name}.npz"
+            args.worker_argv = [*common, f"--precision={precision}", f"--gradients-to={path}"]
+            measure(checkout, args)
+            with np.load(path) as arrays:
+                saved[name] = {key: arrays[key] for key in arrays.files}
+    this_arrays, base_arrays = saved["this"], saved["baseline"]
+    for label, k in (("loss", 0), ("forward loss", 1), ("backward loss", 2)):
+        a, b = this_arrays["loss"][k], base_arrays["loss"][k]
+        print(f"{label}: this {a:.7f}, baseline {b:.7f}, difference {abs(a - b):.2e}")
+    if this_arrays.keys() != base_arrays.keys():
+        raise SystemExit(f"the checkouts' parameters differ: {sorted(this_arrays.keys() ^ base_arrays.keys())}")
+    worst = ("", 0.0)
+    for key in sorted(k for k in this_arrays if k.startswith("grad/")):
+        difference = float(np.linalg.norm(this_arrays[key] - base_arrays[key]))
+        relative = difference / max(float(np.linalg.norm(base_arrays[key])), 1e-30)
+        if relative >= worst[1]:
+            worst = (key[len("grad/") :], relative)
+    n_grads = sum(k.startswith("grad/") for k in this_arrays)
+    print(
+        f"gradients of {n_grads} parameters: largest relative difference |this - baseline| / |baseline| "
+        f"{worst[1]:.2e} ({worst[0]})"
+    )
+
+
 def measure(checkout: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One worker process on ``checkout``'s ``spacy_elmo``."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", *args.worker_argv]
@@ -169,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-precision", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds with --baseline")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of the timed steps")
+    parser.add_argument(
+        "--gradients",
+        action="store_true",
+        help="with --baseline: compare the first step's loss and gradients instead of timing (same batch and weights)",
+    )
+    parser.add_argument("--gradients-to", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch_size is None:
@@ -197,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         args.worker_argv = [*common, f"--precision={args.precision}"]
         result = measure(this, args)
         print(f"this checkout ({args.precision}): {result['tokens_per_s']:.0f} tokens/s per direction")
+        return 0
+    if args.gradients:
+        compare_gradients(this, args.baseline, args, common)
         return 0
     ratios: list[float] = []
     for round_index in range(args.rounds):

@@ -192,7 +192,7 @@ class BiLMLanguageModel(nn.Module):
             negative = len(targets) + k
             true_logits = (hidden * rows_of[k]).sum(-1) + bias_of[k]
             sampled_logits = torch.addmm(bias_of[negative], hidden, rows_of[negative].t())
-            sampled_logits = sampled_logits.masked_fill(sampled[k][None, :] == target[:, None], float("-inf"))
+            sampled_logits.masked_fill_(sampled[k][None, :] == target[:, None], float("-inf"))  # addmm keeps no output
             # cross-entropy with the true class first: logsumexp over [true, sampled] - true
             log_normalizer = torch.logaddexp(true_logits, torch.logsumexp(sampled_logits, dim=1))
             losses.append((log_normalizer - true_logits).mean())
