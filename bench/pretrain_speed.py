@@ -62,6 +62,12 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from spacy_elmo.pretrain.data import LMBatcher, SentenceStream, SentenceTokenizer, Vocabulary, tokenize_corpus
     from spacy_elmo.pretrain.presets import get_preset, override_training
 
+    try:  # the allocator settings of the pretrain command, where this checkout has them
+        from spacy_elmo.pretrain.allocator import keep_freed_memory
+    except ImportError:
+        pass
+    else:
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     overrides: dict[str, Any] = {"batch_size": args.batch_size}

@@ -182,7 +182,10 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from ..pretrain.allocator import keep_freed_memory
     from ..pretrain.train import PretrainConfig, pretrain
+
+    keep_freed_memory()  # this process is the training run's: each step reuses the last one's memory
 
     overrides = {
         "max_steps": args.max_steps,

@@ -304,3 +304,15 @@ def test_clip_gradients_is_clip_grad_norm_on_dense_gradients() -> None:
         torch.testing.assert_close(total, expected_total)
         for p, r in zip(parameters, reference, strict=True):
             torch.testing.assert_close(p.grad, r.grad)
+
+
+def test_the_pretrain_command_keeps_freed_memory_on_glibc() -> None:
+    """In a child process (the setting is process-wide): glibc takes both thresholds; elsewhere a no-op."""
+    import platform
+    import subprocess
+    import sys
+
+    code = "from spacy_elmo.pretrain.allocator import keep_freed_memory; print(keep_freed_memory())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    is_glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert done.stdout.strip() == str(is_glibc)
