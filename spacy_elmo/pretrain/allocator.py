@@ -4,8 +4,8 @@ Every training step allocates and frees the same large tensors (the LSTM's saved
 layer for the ``mini`` preset). glibc's ``malloc`` serves blocks above its mmap threshold with fresh pages and
 gives a large free heap top back to the system, so each step faults its memory in again, zero-filled. Raising
 the mmap threshold to glibc's maximum (32 MB) and never trimming keeps that memory in the process: on the
-2-core Xeon of docs/pretraining.md, 398k page faults became 196k in 43 ``mini`` steps. Peak memory is
-unchanged; the process keeps its peak until it exits.
+2-core Xeon of docs/pretraining.md, a benchmark process running 43 ``mini`` steps had 196k page faults, not
+398k. The process then holds the most memory it has used until it exits.
 """
 
 from __future__ import annotations
