@@ -673,9 +673,10 @@ def clip_gradients(parameters: list[nn.Parameter], max_norm: float) -> torch.Ten
             grads.append(p.grad)
     if not grads:
         return torch.zeros(())
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    total = nn.utils.get_total_norm(grads)
     coefficient = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    torch._foreach_mul_(grads, coefficient)
+    for grad in grads:
+        grad.mul_(coefficient)
     return total
 
 

@@ -4,7 +4,7 @@ The same values and gradients as ``bilm.token_encoder.TokenEncoder`` (up to floa
 fewer, larger operations:
 
 - the batch's distinct tokens are found by comparing rows as bytes (NumPy), not by ``torch.unique(dim=0)``;
-- all the char CNN's filters run as one matrix product per group of tokens of similar length: each filter's
+- all the char CNN's filters run as one matrix product per group of tokens of one length: each filter's
   kernel is zero-padded on the right to the widest width, so one product over windows of the widest width
   computes every filter (a window's value for a filter of width ``w`` depends on its first ``w`` positions
   only), instead of one small convolution per filter and 64-token chunk;
@@ -78,7 +78,8 @@ def _max_over_windows(values: torch.Tensor) -> torch.Tensor:
     """``(n, windows, n_filters)`` to its max over the windows ``(n, n_filters)``.
 
     As a channels-last 2-D max pool, whose CPU kernel (and its backward, a scatter to one window per filter)
-    runs along the contiguous filters; ``max(dim=1)`` reduces along a strided dimension, twice as slow here.
+    runs along the contiguous filters. ``max(dim=1)`` reduces along a strided dimension: with it the char CNN's
+    forward pass over a ``mini`` batch's distinct tokens took 14.9 ms, with this 7.8 ms.
     """
     n, windows, n_filters = values.shape
     as_image = values.view(n, windows, 1, n_filters).permute(0, 3, 1, 2)  # (n, F, windows, 1), channels last
