@@ -117,11 +117,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
                 )
             else:  # a checkout from before training_step: its training loop's step, as it was written there
                 states = train_module.reset_states(states, *batches)
-                if training_precision is not None:
-                    with training_precision(args.precision):
-                        output = model(*batches, states)
-                else:
-                    output = model(*batches, states)
+                output = forward_pass(model, batches, states, args.precision, training_precision)
                 (output.loss * settings.unroll_steps).backward()
                 nn.utils.clip_grad_norm_(parameters, settings.clip_norm)
                 optimizer.step()
@@ -160,6 +156,14 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def forward_pass(model: Any, batches: tuple[Any, Any], states: list[Any], precision: str, context: Any) -> Any:
+    """The model's output on both batches, under the checkout's ``training_precision`` where it has one."""
+    if context is None:
+        return model(*batches, states)
+    with context(precision):
+        return model(*batches, states)
+
+
 def save_first_step_gradients(
     model: Any, batchers: list[Any], states: list[Any], settings: Any, args: argparse.Namespace, precision: Any
 ) -> dict[str, Any]:
@@ -167,11 +171,7 @@ def save_first_step_gradients(
     import numpy as np
 
     batches = (next(batchers[0]), next(batchers[1]))
-    if precision is not None:
-        with precision(args.precision):
-            output = model(*batches, states)
-    else:
-        output = model(*batches, states)
+    output = forward_pass(model, batches, states, args.precision, precision)
     (output.loss * settings.unroll_steps).backward()
     arrays = {"loss": np.array([float(output.loss), float(output.forward_loss), float(output.backward_loss)])}
     for name, parameter in model.named_parameters():

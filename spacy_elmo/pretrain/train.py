@@ -347,6 +347,9 @@ def _prepare_output(config: PretrainConfig, resume: bool, ctx: DistributedContex
             "pretrain): choose a new or empty directory; to continue a run, pass its directory with --resume"
         )
     config.settings()  # validate before any work
+    # Every rank has looked at OUTPUT_DIR before rank 0 writes to it: a rank still checking would otherwise
+    # see rank 0's half-written config.json (its temporary file) and refuse the directory.
+    ctx.barrier()
     if ctx.is_main:
         output.mkdir(parents=True, exist_ok=True)
         _write_json(config_path, asdict(config))

@@ -1,7 +1,9 @@
 """Training-time token encoding: ``TokenEncoder``'s function over a batch's distinct tokens, with gradients.
 
 The same values and gradients as ``bilm.token_encoder.TokenEncoder`` (up to float rounding), computed with
-fewer, larger operations:
+fewer, larger operations. One exception: where two different windows give a filter exactly the same max,
+``TokenEncoder``'s ``amax`` splits the gradient between them and the max pool here gives it to one (another
+subgradient of the same function). Identical windows (the padding) get the same sums either way.
 
 - the batch's distinct tokens are found by comparing rows as bytes (NumPy), not by ``torch.unique(dim=0)``;
 - all the char CNN's filters run as one matrix product per group of tokens of one length: each filter's
