@@ -173,7 +173,8 @@ def save_first_step_gradients(
     batches = (next(batchers[0]), next(batchers[1]))
     output = forward_pass(model, batches, states, args.precision, precision)
     (output.loss * settings.unroll_steps).backward()
-    arrays = {"loss": np.array([float(output.loss), float(output.forward_loss), float(output.backward_loss)])}
+    losses = (output.loss, output.forward_loss, output.backward_loss)
+    arrays = {"loss": np.array([float(loss.detach()) for loss in losses])}
     for name, parameter in model.named_parameters():
         if parameter.grad is not None:
             grad = parameter.grad.to_dense() if parameter.grad.is_sparse else parameter.grad
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradients-to", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.gradients and args.baseline is None:
+        parser.error("--gradients compares two checkouts: pass --baseline")
     if args.batch_size is None:
         sys.path.insert(0, str(HERE.parent))
         from spacy_elmo.pretrain.presets import get_preset
