@@ -170,6 +170,13 @@ def grouped_rows(active: int, batch: int) -> int:
     return min(batch, -(-active // ROW_GROUP) * ROW_GROUP)
 
 
+def step_major_chunk(inputs: torch.Tensor, rows: int, start: int, chunk: int) -> torch.Tensor:
+    """The first ``rows`` rows of ``inputs (B, T, in)`` at steps ``start .. start + chunk`` (cut at ``T``),
+    step-major: ``(steps * rows, in)``, the input of one chunk's input-gate product."""
+    stop = min(inputs.shape[1], start + chunk)
+    return inputs[:rows, start:stop].transpose(0, 1).reshape(-1, inputs.shape[2])
+
+
 def run_direction_inference(
     layer: ProjectedLstmLayer,
     inputs: torch.Tensor,
@@ -196,7 +203,7 @@ def run_direction_inference(
     Returns:
         each row's final ``(h, c)`` after its own last valid step.
     """
-    batch, steps, in_dim = inputs.shape
+    batch, steps, _ = inputs.shape
     C = layer.cell_dim
     hidden, cell = initial[0], initial[1].clone()  # cell: updated in place
     bias = layer.bias + layer.forget_offset
@@ -220,10 +227,9 @@ def run_direction_inference(
         offset = t % chunk
         if offset == 0:
             # (steps of this chunk, rows, 4C): each step's slice is contiguous.
-            stop = min(steps, t + chunk)
             del input_gates  # the previous chunk's, before the next one is made
-            step_major = inputs[:rows, t:stop].transpose(0, 1).reshape(-1, in_dim)
-            input_gates = addmm(bias, step_major, layer.input_weight).view(stop - t, rows, 4 * C)
+            step_major = step_major_chunk(inputs, rows, t, chunk)
+            input_gates = addmm(bias, step_major, layer.input_weight).view(-1, rows, 4 * C)
         previous = initial[0] if t == 0 else outputs[t - 1]
         gates = matmul_add(previous[:rows], layer.hidden_weight, input_gates[offset, :rows])[:active]
         # TF gate order i, j, f, o
@@ -264,7 +270,7 @@ def run_direction_inference_columns(
     CPUs where ``cpu_matmul.lstm_uses_columns`` chooses it. Columns past the active ones hold
     finished rows' last (finite) values; their results are dropped.
     """
-    batch, steps, in_dim = inputs.shape
+    batch, steps, _ = inputs.shape
     C = layer.cell_dim
     input_rows = layer.input_weight.t()  # (4C, in)
     hidden_rows = layer.hidden_weight.t()  # (4C, P)
@@ -293,10 +299,8 @@ def run_direction_inference_columns(
         offset = t % chunk
         if offset == 0:
             # (4C, steps of this chunk * rows), step-major columns: one large product, bias fused.
-            stop = min(steps, t + chunk)
             del input_gates  # the previous chunk's, before the next one is made
-            step_major = inputs[:rows, t:stop].transpose(0, 1).reshape(-1, in_dim)
-            input_gates = weight_product(input_rows, step_major.t(), bias)
+            input_gates = weight_product(input_rows, step_major_chunk(inputs, rows, t, chunk).t(), bias)
             chunk_rows = rows
         step_gates = input_gates[:, offset * chunk_rows : offset * chunk_rows + rows]
         gates = weight_product(hidden_rows, hidden[:, :rows], step_gates)
