@@ -14,6 +14,7 @@ import pytest
 import spacy
 import torch
 from spacy.language import Language
+from thinc.api import fix_random_seed
 
 from spacy_elmo import ElmoWeightsError, load_bilm
 from spacy_elmo.bilm.efml import EfmlBiLM, load_efml
@@ -229,13 +230,16 @@ def test_ner_fine_tunes_an_efml_model_in_a_german_pipeline() -> None:
     from ..training_data import ner_examples
     from .test_training import NER_MODEL, bilm_state, train
 
+    # Seeded before anything is built (see test_fine_tuning_changes_the_bilm). With 6 epochs
+    # last/first was 0.65-1.03 over seeds 0-11 and this failed in CI; with 10 it is 0.60-0.75.
+    fix_random_seed(0)
     nlp = spacy.blank("de")
     nlp.add_pipe("elmo", config=elmo_config(FIXTURE_MODEL, frozen=False))
     nlp.add_pipe("ner", config={"model": NER_MODEL})
     examples = ner_examples(nlp)[:16]
     nlp.initialize(lambda: examples)
     before = bilm_state(nlp)
-    history = train(nlp, examples, "ner", epochs=6, learn_rate=0.003)
+    history = train(nlp, examples, "ner", epochs=10, learn_rate=0.003)
     after = bilm_state(nlp)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert {
@@ -244,4 +248,4 @@ def test_ner_fine_tunes_an_efml_model_in_a_german_pipeline() -> None:
         "token_encoder.projection_weight",
         "lstm.backward_layers.1.hidden_weight",
     } <= changed
-    assert np.mean(history[-2:]) < np.mean(history[:2]), history
+    assert np.mean(history[-2:]) < 0.9 * np.mean(history[:2]), history

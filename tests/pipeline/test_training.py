@@ -121,18 +121,26 @@ def test_training_with_elmo_as_a_frozen_annotating_component(weights_dir: Path) 
 
 
 def test_fine_tuning_changes_the_bilm(weights_dir: Path) -> None:
+    # Seeded before anything is built: the NER weights came from whatever random state earlier
+    # tests left. With 6 epochs last/first was 0.62-1.03 over seeds 0-11 (it failed in CI);
+    # with 10 it is 0.50-0.79, so the bound below is not noise.
+    fix_random_seed(0)
     nlp = ner_pipeline(weights_dir, frozen=False)
     examples = ner_examples(nlp)[:16]
     nlp.initialize(lambda: examples)
     before = bilm_state(nlp)
-    history = train(nlp, examples, "ner", epochs=6, learn_rate=0.003)
+    history = train(nlp, examples, "ner", epochs=10, learn_rate=0.003)
     after = bilm_state(nlp)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert "lstm.forward_layers.0.input_weight" in changed and "token_encoder.projection_weight" in changed
-    assert np.mean(history[-2:]) < np.mean(history[:2]), history
+    assert np.mean(history[-2:]) < 0.9 * np.mean(history[:2]), history
 
 
 def test_textcat_trains_on_elmo(weights_dir: Path) -> None:
+    # Seeded before anything is built. Over seeds 0-15, 30 epochs gave a loss ratio of
+    # 0.61-0.87 and cats_score 0.52-0.75, so the old bounds held for 5 of 8 seeds only; 100
+    # epochs give a ratio of 0.33-0.59 and cats_score above 0.6 for 14 of 16 (seed 0: 0.90).
+    fix_random_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config=elmo_config(weights_dir))
     no_projection = {**TEXTCAT_MODEL, "tok2vec": {**LISTENER, "width": None}}
@@ -140,8 +148,8 @@ def test_textcat_trains_on_elmo(weights_dir: Path) -> None:
     examples = textcat_examples(nlp)
     # The fixture biLM is a tiny test model whose features differ little between these
     # sentences (spaCy's HashEmbedCNN fits them in a few epochs): progress is slow but real.
-    history = train(nlp, examples, "textcat", epochs=30, learn_rate=0.03, drop=0.0)
-    assert np.mean(history[-5:]) < 0.8 * np.mean(history[:5]), history
+    history = train(nlp, examples, "textcat", epochs=100, learn_rate=0.03, drop=0.0)
+    assert np.mean(history[-5:]) < 0.7 * np.mean(history[:5]), history
     scores = nlp.evaluate(textcat_examples(nlp))
     assert scores["cats_score"] > 0.6, scores
 
