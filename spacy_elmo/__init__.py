@@ -15,7 +15,7 @@ from .catalog import CATALOG
 from .errors import ElmoDownloadError, ElmoError, ElmoOptionsError, ElmoWeightsError
 from .loading import load_bilm
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 # name -> module of the spaCy layer that defines it
 _SPACY_LAYER = {"ElmoComponent": ".component", "make_elmo": ".component", "restore_vectors": ".doc_hooks"}

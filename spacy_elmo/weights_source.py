@@ -80,7 +80,7 @@ __all__ = [
     "sha256_of",
 ]
 
-DEFAULT_MODEL = "en_elmo_small_v3"
+DEFAULT_MODEL = "en_elmo_small_v4"
 BUNDLED_MODELS_DIR = Path(__file__).parent / "models"
 SETTING = "weights"
 OPTIONS_SETTING = "options"

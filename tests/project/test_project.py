@@ -151,25 +151,26 @@ def test_project_commands_reference_existing_files() -> None:
 
 
 def test_systems_differ_from_their_base_config_only_by_overrides() -> None:
-    assert len(SYSTEMS) == 34 and {config for config, _ in SYSTEMS.values()} == {
+    assert len(SYSTEMS) == 40 and {config for config, _ in SYSTEMS.values()} == {
         f"configs/{task}{suffix}.cfg" for task in ("ner", "textcat") for suffix in ("", "_tok2vec", "_elmo")
     }
     glove = system_config("ner_elmo_glove")
     assert glove["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] is True
     assert system_config("textcat_bbc_elmo_finetune")["components"]["elmo"]["frozen"] is False
     assert system_config("textcat_bbc_elmo_frozen")["components"]["elmo"]["frozen"] is True
-    # the *_v2 and *_v3 systems are the frozen systems with the later bundled defaults
+    # the *_v2, *_v3 and *_v4 systems are the frozen systems with the later bundled defaults
     for task in ("ner", "textcat_bbc", "textcat_movies"):
         for kind in ("frozen", "glove"):
-            for version in ("v2", "v3"):
+            for version in ("v2", "v3", "v4"):
                 assert SYSTEMS[f"{task}_elmo_{kind}_{version}"] == SYSTEMS[f"{task}_elmo_{kind}"]
 
 
 def test_the_default_systems_name_the_bundled_default_model() -> None:
     assert PROJECT["vars"]["elmo_default"] == DEFAULT_MODEL
     assert PROJECT["vars"]["elmo_v2"] == "en_elmo_small_v2"
+    assert PROJECT["vars"]["elmo_v3"] == "en_elmo_small_v3"
     scripts = [line for command in PROJECT["commands"] for line in command["script"]]
-    for version, var in (("v3", "elmo_default"), ("v2", "elmo_v2")):
+    for version, var in (("v4", "elmo_default"), ("v3", "elmo_v3"), ("v2", "elmo_v2")):
         lines = [line for line in scripts if f"_{version} configs/" in line]
         assert len(lines) == 6 and all(line.endswith(f"--paths.elmo ${{vars.{var}}}") for line in lines)
 
@@ -190,7 +191,7 @@ def test_elmo_configs_initialize_and_update(name: str, tmp_path: Path) -> None:
     task = name.split("_")[0]
     assert nlp.pipe_names[0] == "elmo" and nlp.pipe_names[-1] == task
     if name.endswith(
-        ("_glove", "_glove_v2", "_glove_v3", "_adapted")
+        ("_glove", "_glove_v2", "_glove_v3", "_glove_v4", "_adapted")
     ):  # a small static-vectors table in place of GloVe
         nlp.vocab.reset_vectors(width=4)
         for row, word in enumerate(("empire", "state", "new", "york")):

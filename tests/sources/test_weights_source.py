@@ -87,14 +87,17 @@ def test_directory_errors(tmp_path: Path) -> None:
 
 def test_bundled_model_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = tmp_path / "models"
-    first, second = copy_fixture_weights(models / "en_elmo_small"), copy_fixture_weights(models / "en_elmo_small_v2")
-    default = copy_fixture_weights(models / "en_elmo_small_v3")
-    for bundled in (first, second, default):
+    first, second, third, default = (
+        copy_fixture_weights(models / name)
+        for name in ("en_elmo_small", "en_elmo_small_v2", "en_elmo_small_v3", "en_elmo_small_v4")
+    )
+    for bundled in (first, second, third, default):
         (bundled / "lm_weights.hdf5").rename(bundled / "weights.hdf5")
     monkeypatch.setattr("spacy_elmo.weights_source.BUNDLED_MODELS_DIR", models)
     assert resolve_weights("en_elmo_small").weight_file == first / "weights.hdf5"
     assert resolve_weights("en_elmo_small_v2").weight_file == second / "weights.hdf5"
-    # omitted weights: the bundled default, en_elmo_small_v3 since 0.3
+    assert resolve_weights("en_elmo_small_v3").weight_file == third / "weights.hdf5"
+    # omitted weights: the bundled default, en_elmo_small_v4 since 0.4
     assert resolve_weights(None).weight_file == default / "weights.hdf5"
     assert make_nlp("")("default model").tensor.shape == (2, 32)
 
