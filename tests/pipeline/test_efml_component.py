@@ -14,7 +14,7 @@ import pytest
 import spacy
 import torch
 from spacy.language import Language
-from thinc.api import fix_random_seed
+from spacy.util import fix_random_seed
 
 from spacy_elmo import ElmoWeightsError, load_bilm
 from spacy_elmo.bilm.efml import EfmlBiLM, load_efml
